@@ -1,0 +1,1 @@
+"""Local broker that behaves like Knative's Kafka broker class (see docs/broker.md)."""

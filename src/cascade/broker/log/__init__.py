@@ -1,0 +1,1 @@
+"""Broker logs: one interface (base.BrokerLog), several backends."""

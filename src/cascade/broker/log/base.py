@@ -1,0 +1,53 @@
+"""The interface every broker log backend implements (memory, sqlite, kafka)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+
+from cascade.broker.event import Record, StoredEvent
+
+
+class LogError(Exception):
+    """The log could not store or read; ingress answers 503 on a failed append."""
+
+
+class BrokerLog(ABC):
+    """An append-only log of one Broker, split into ``partitions`` partitions.
+
+    Offsets are per partition and start at 0. Consumer groups (one per Trigger) keep a
+    committed offset per partition: the offset of the next record to process.
+    All methods are blocking and thread-safe; async callers use a thread.
+    """
+
+    partitions: int
+
+    @abstractmethod
+    def append(
+        self, event: StoredEvent, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, int]:
+        """Store one event durably and return ``(partition, offset)``.
+
+        A keyed event (``partitionkey``) goes to ``partition_for_key(key, partitions)``;
+        keyless events spread evenly. Returns only once the record is durable.
+        """
+
+    @abstractmethod
+    def read(self, partition: int, offset: int, max_records: int) -> Sequence[Record]:
+        """Records of ``partition`` starting at ``offset``, at most ``max_records``."""
+
+    @abstractmethod
+    def end_offset(self, partition: int) -> int:
+        """The offset the next appended record of ``partition`` will get."""
+
+    @abstractmethod
+    def committed(self, group: str, partition: int) -> int | None:
+        """The committed offset of ``group`` on ``partition``; None if never committed."""
+
+    @abstractmethod
+    def commit(self, group: str, offsets: Mapping[int, int]) -> None:
+        """Durably set ``group``'s committed offset for each partition given."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release resources; further calls are errors."""

@@ -1,0 +1,25 @@
+"""The ``cascade`` command."""
+
+from __future__ import annotations
+
+import click
+
+from cascade import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cascade")
+def main() -> None:
+    """Cascade: CloudEvents functions wired by Knative-style brokers and triggers."""
+
+
+def _register() -> None:
+    # Subcommands live beside the code they drive; importing here keeps `cascade --help` complete.
+    from cascade.broker.command import broker
+    from cascade.serve import serve
+
+    main.add_command(serve)
+    main.add_command(broker)
+
+
+_register()
