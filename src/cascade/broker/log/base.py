@@ -32,6 +32,12 @@ class BrokerLog(ABC):
         keyless events spread evenly. Returns only once the record is durable.
         """
 
+    def append_many(
+        self, items: Sequence[tuple[StoredEvent, Mapping[str, str] | None]]
+    ) -> list[tuple[int, int]]:
+        """Store several events durably (one group commit where the backend can)."""
+        return [self.append(event, headers) for event, headers in items]
+
     @abstractmethod
     def read(self, partition: int, offset: int, max_records: int) -> Sequence[Record]:
         """Records of ``partition`` starting at ``offset``, at most ``max_records``."""
