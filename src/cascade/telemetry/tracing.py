@@ -1,0 +1,83 @@
+"""OpenTelemetry tracing set up once per process, the standard OTEL_* way.
+
+Call :func:`setup_tracing` after fork (gunicorn ``post_fork``), never in a master process: the
+BatchSpanProcessor starts a thread that does not survive ``fork``.
+
+Environment honoured (OpenTelemetry SDK conventions):
+
+- ``OTEL_SDK_DISABLED=true``: spans are no-ops and nothing is exported.
+- ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``: read by the SDK's TracerProvider.
+- ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``: export over
+  OTLP/HTTP with a BatchSpanProcessor (``OTEL_EXPORTER_OTLP_*`` headers/timeouts apply).
+  ``OTEL_TRACES_EXPORTER=none`` turns export off even when an endpoint is set.
+- ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``: override the service name passed in.
+- ``OTEL_PROPAGATORS``: when unset, W3C TraceContext + W3C Baggage are installed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+__all__ = ["otlp_endpoint_configured", "sdk_disabled", "setup_tracing"]
+
+_lock = threading.Lock()
+_provider: TracerProvider | None = None
+
+
+def sdk_disabled() -> bool:
+    """True when ``OTEL_SDK_DISABLED`` is ``true`` (case-insensitive), as the SDK reads it."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def otlp_endpoint_configured() -> bool:
+    """True when traces should leave the process over OTLP/HTTP."""
+    if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+
+
+def _resource(service_name: str) -> Resource:
+    # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win; otherwise the SDK's "unknown_service"
+    # placeholder is replaced by the function's name.
+    resource = Resource.create({})
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: service_name}))
+    return resource
+
+
+def setup_tracing(service_name: str) -> TracerProvider:
+    """Install (once per process) and return the global SDK TracerProvider.
+
+    A second call returns the provider of the first call, whatever ``service_name`` it
+    passes: the global provider can only be set once per process.
+    """
+    global _provider
+    with _lock:
+        if _provider is not None:
+            return _provider
+        if not os.environ.get("OTEL_PROPAGATORS"):
+            propagate.set_global_textmap(
+                CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+            )
+        # The SDK reads OTEL_TRACES_SAMPLER(_ARG) and OTEL_SDK_DISABLED itself.
+        provider = TracerProvider(resource=_resource(service_name))
+        if not sdk_disabled() and otlp_endpoint_configured():
+            # Imported lazily: the exporter pulls in protobuf, which most tests never need.
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(provider)
+        _provider = provider
+        return provider
