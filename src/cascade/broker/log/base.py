@@ -18,6 +18,12 @@ class BrokerLog(ABC):
     Offsets are per partition and start at 0. Consumer groups (one per Trigger) keep a
     committed offset per partition: the offset of the next record to process.
     All methods are blocking and thread-safe; async callers use a thread.
+
+    Errors, the same in every backend: a bad argument (partition out of range, negative
+    offset or max_records, empty group name, non-string attribute, trace header named
+    ``ce_*``/``ce-*``/``content-type``, which would clash with the CloudEvent in Kafka binary
+    mode) raises ``ValueError`` and stores nothing. A storage failure, or any call after
+    ``close()``, raises ``LogError``. ``close()`` itself may be called twice.
     """
 
     partitions: int
@@ -29,18 +35,26 @@ class BrokerLog(ABC):
         """Store one event durably and return ``(partition, offset)``.
 
         A keyed event (``partitionkey``) goes to ``partition_for_key(key, partitions)``;
-        keyless events spread evenly. Returns only once the record is durable.
+        keyless events spread evenly (round-robin per log instance). Returns only once the
+        record is durable.
         """
 
     def append_many(
         self, items: Sequence[tuple[StoredEvent, Mapping[str, str] | None]]
     ) -> list[tuple[int, int]]:
-        """Store several events durably (one group commit where the backend can)."""
+        """Store several events durably (one group commit where the backend can).
+
+        Positions come back in the order of ``items``; events of one partition keep that order.
+        """
         return [self.append(event, headers) for event, headers in items]
 
     @abstractmethod
     def read(self, partition: int, offset: int, max_records: int) -> Sequence[Record]:
-        """Records of ``partition`` starting at ``offset``, at most ``max_records``."""
+        """Records of ``partition`` starting at ``offset``, at most ``max_records``.
+
+        Empty at or beyond the end. Each record carries its own offset (on Kafka, records
+        removed by retention are skipped, so the first may be past ``offset``).
+        """
 
     @abstractmethod
     def end_offset(self, partition: int) -> int:
