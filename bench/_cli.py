@@ -1,0 +1,124 @@
+"""Command-line flags shared by the benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["FULL", "QUICK", "Options", "Profile", "parse_options"]
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Defaults of a run kind; explicit flags override any of them."""
+
+    duration_s: float
+    runs: int
+    warmup_s: float
+
+
+FULL = Profile(duration_s=10.0, runs=3, warmup_s=2.0)
+QUICK = Profile(duration_s=2.0, runs=3, warmup_s=1.0)
+
+
+@dataclass(frozen=True)
+class Options:
+    duration_s: float
+    connections: int
+    threads: int
+    runs: int
+    warmup_s: float
+    workers: int
+    quick: bool
+    out: Path
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def parse_options(name: str, description: str, argv: Sequence[str] | None = None) -> Options:
+    """Parse the flags; ``--quick`` picks the smoke-run profile, explicit flags win over it."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run (~1 minute): {QUICK.runs} runs of {QUICK.duration_s:g}s per target",
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive_float,
+        metavar="SECONDS",
+        help=f"length of each measured wrk run (default {FULL.duration_s:g}, quick "
+        f"{QUICK.duration_s:g}; wrk rounds to whole seconds)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="concurrent wrk connections (default 16)",
+    )
+    parser.add_argument(
+        "--threads", type=_positive_int, default=1, metavar="N", help="wrk threads (default 1)"
+    )
+    parser.add_argument(
+        "--runs",
+        type=_positive_int,
+        metavar="N",
+        help=f"interleaved runs per target; medians are reported (default {FULL.runs})",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_non_negative_float,
+        metavar="SECONDS",
+        help="unmeasured load on each target before the runs (default "
+        f"{FULL.warmup_s:g}, quick {QUICK.warmup_s:g}; 0 skips it)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=2,
+        metavar="N",
+        help="gunicorn workers for every server under test (default 2, sync worker class)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH",
+        help=f"where to write the JSON results (default bench/results/{name}.json, "
+        f"quick runs bench/results/{name}.quick.json)",
+    )
+    args = parser.parse_args(argv)
+    profile = QUICK if args.quick else FULL
+    return Options(
+        duration_s=args.duration if args.duration is not None else profile.duration_s,
+        connections=args.connections,
+        threads=args.threads,
+        runs=args.runs if args.runs is not None else profile.runs,
+        warmup_s=args.warmup if args.warmup is not None else profile.warmup_s,
+        workers=args.workers,
+        quick=args.quick,
+        out=args.out or RESULTS_DIR / (f"{name}.quick.json" if args.quick else f"{name}.json"),
+    )

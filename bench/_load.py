@@ -1,0 +1,97 @@
+"""One measured wrk run against a server: throughput, latency, errors and server CPU."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._cli import Options
+from bench._servers import Server
+from bench._wrk import DEFAULT_EVENT, BenchEvent, WrkResult, render_script, run_wrk
+
+__all__ = ["Measurement", "fresh_run_id", "measure", "write_script"]
+
+
+def fresh_run_id() -> str:
+    """A short id with no ``-`` (the subscriber splits ``ce-id`` on it to find the run)."""
+    return "r" + secrets.token_hex(4)
+
+
+def write_script(directory: Path, run_id: str, event: BenchEvent = DEFAULT_EVENT) -> Path:
+    path = directory / f"wrk-{run_id}.lua"
+    path.write_text(render_script(event, run_id))
+    return path
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One wrk run plus the CPU the server's process tree spent during it."""
+
+    run_id: str
+    wrk: WrkResult
+    server_cpu_s: float
+    expected_statuses: frozenset[int] = field(default_factory=lambda: frozenset({202}))
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def unexpected(self) -> int:
+        """Answers whose status is not one the target should give."""
+        return sum(n for s, n in self.wrk.statuses.items() if s not in self.expected_statuses)
+
+    @property
+    def errors(self) -> int:
+        return self.unexpected + self.wrk.socket_errors
+
+    def sample(self) -> dict[str, float]:
+        """The numbers that get a median across runs."""
+        requests = self.wrk.requests
+        return {
+            "requests_per_s": self.wrk.requests_per_s,
+            "p50_ms": self.wrk.latency_ms.get("p50", 0.0),
+            "p99_ms": self.wrk.latency_ms.get("p99", 0.0),
+            "cpu_us_per_request": self.server_cpu_s * 1e6 / requests if requests else 0.0,
+            **self.extra,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            **self.sample(),
+            "requests": self.wrk.requests,
+            "sent": self.wrk.sent,
+            "statuses": {str(k): v for k, v in sorted(self.wrk.statuses.items())},
+            "socket_errors": dict(self.wrk.errors),
+            "unexpected_statuses": self.unexpected,
+        }
+
+
+def measure(
+    wrk: str,
+    servers: Sequence[Server],
+    url: str,
+    options: Options,
+    workdir: Path,
+    *,
+    ce_type: str = "",
+    duration_s: float | None = None,
+    expected_statuses: frozenset[int] = frozenset({202}),
+) -> Measurement:
+    """Load ``url`` for one run; CPU is summed over every server in ``servers``."""
+    run_id = fresh_run_id()
+    script = write_script(workdir, run_id)
+    cpu_before = sum(s.cpu_s() for s in servers)
+    result = run_wrk(
+        wrk,
+        url,
+        script,
+        duration_s=duration_s if duration_s is not None else options.duration_s,
+        connections=options.connections,
+        threads=options.threads,
+        ce_type=ce_type,
+    )
+    cpu_after = sum(s.cpu_s() for s in servers)
+    script.unlink(missing_ok=True)
+    return Measurement(run_id, result, cpu_after - cpu_before, expected_statuses)

@@ -1,0 +1,129 @@
+"""Medians, ratios against same-run baselines, PASS/MISS verdicts, markdown and JSON output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = [
+    "Ratio",
+    "interleaved",
+    "machine_info",
+    "markdown_table",
+    "medians",
+    "progress",
+    "run_interleaved",
+    "utc_now",
+    "write_json",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """``numerator / denominator`` of two medians measured in the same run."""
+
+    name: str
+    numerator: str
+    denominator: str
+    value: float
+    target: float | None = None  # minimum acceptable value, if there is one
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        numerator: tuple[str, float],
+        denominator: tuple[str, float],
+        target: float | None = None,
+    ) -> Ratio:
+        (num_name, num), (den_name, den) = numerator, denominator
+        value = num / den if den > 0 else 0.0
+        return cls(name, num_name, den_name, value, target)
+
+    @property
+    def verdict(self) -> str:
+        """PASS or MISS against the target; ``-`` when the ratio has no target."""
+        if self.target is None:
+            return "-"
+        return "PASS" if self.value >= self.target else "MISS"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "verdict": self.verdict}
+
+
+def medians(samples: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Per-key median over runs (keys missing from a run are left out of that key's median)."""
+    keys: list[str] = []
+    for sample in samples:
+        keys += [k for k in sample if k not in keys]
+    return {k: statistics.median([s[k] for s in samples if k in s]) for k in keys}
+
+
+def interleaved(names: Sequence[str], runs: int) -> list[tuple[int, str]]:
+    """Run order A,B,C,A,B,C,...: noise on shared cores hits every target alike."""
+    return [(run, name) for run in range(1, runs + 1) for name in names]
+
+
+def progress(message: str) -> None:
+    print(message, flush=True)
+
+
+def run_interleaved(
+    names: Sequence[str], runs: int, measure: Callable[[str, int], T]
+) -> dict[str, list[T]]:
+    """Call ``measure(name, run)`` in interleaved order; results grouped by name, in run order."""
+    results: dict[str, list[T]] = {name: [] for name in names}
+    schedule = interleaved(names, runs)
+    for step, (run, name) in enumerate(schedule, start=1):
+        progress(f"--> [{step}/{len(schedule)}] run {run}/{runs}: {name}")
+        results[name].append(measure(name, run))
+    return results
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A GitHub-flavoured markdown table; the first column left-aligned, the others right."""
+    all_rows = [list(headers), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in all_rows) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = ["-" * w if i == 0 else "-" * (w - 1) + ":" for i, w in enumerate(widths)]
+    return "\n".join(
+        [line(all_rows[0]), "|" + "|".join(f" {r} " for r in rule) + "|"]
+        + [line(r) for r in all_rows[1:]]
+    )
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+
+
+def write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    """Write atomically (a ``.tmp`` beside it, then rename), so a crash leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)

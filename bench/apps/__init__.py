@@ -1,0 +1,1 @@
+"""Servers the benchmarks start: baselines, the Cascade function, OTLP sink, subscriber."""

@@ -1,0 +1,330 @@
+"""Benchmark: a Cascade function against Flask and cloudevents-SDK baselines, same run, same load.
+
+Rows (all under gunicorn, same workers, sync worker class, loopback):
+  (a) bare Flask answering 202
+  (b) the cloudevents SDK 2.x ``from_http_event`` handler in Flask answering 202
+  (c) (b) plus opentelemetry-instrumentation-flask, BatchSpanProcessor, OTLP/HTTP export
+  Cascade, validation + tracing + metrics on: pydantic model, 204; the same with a reply event;
+  the same with idempotency (SQLite dedupe) on.
+Targets: Cascade >= 0.7x (a) and >= 1.5x (c), on requests/s medians of interleaved runs.
+
+``python -m bench.function_throughput [--quick] [--duration S] [--connections N] [--runs N]``
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench._cli import Options, parse_options
+from bench._load import Measurement, fresh_run_id, measure
+from bench._report import (
+    Ratio,
+    machine_info,
+    markdown_table,
+    medians,
+    progress,
+    run_interleaved,
+    utc_now,
+    write_json,
+)
+from bench._servers import Server, free_port, gunicorn_argv, post_event
+from bench._wrk import DEFAULT_EVENT, PING_TYPE, BenchError, ensure_wrk
+
+NAME = "function_throughput"
+
+# Minimum ratios of Cascade's requests/s (validation, tracing, metrics on) to the baselines.
+TARGET_VS_BARE = 0.7
+TARGET_VS_SDK_OTEL = 1.5
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start one server under test; several rows may load the same server."""
+
+    key: str
+    argv_for_port: Callable[[int], list[str]]
+    env: dict[str, str] = field(default_factory=dict)
+    traced: bool = False  # exports spans: checked against the OTLP sink after warm-up
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    label: str
+    server: str
+    ce_type: str
+    expected_status: int
+
+
+BASELINE_ROWS = (
+    Row("bare-flask", "(a) bare Flask, 202", "bare-flask", PING_TYPE, 202),
+    Row("sdk-flask", "(b) cloudevents SDK 2.x in Flask, 202", "sdk-flask", PING_TYPE, 202),
+    Row(
+        "sdk-otel-flask",
+        "(c) (b) + opentelemetry-instrumentation-flask, 202",
+        "sdk-otel-flask",
+        PING_TYPE,
+        202,
+    ),
+)
+
+
+def baseline_servers(workers: int) -> list[ServerSpec]:
+    def app(module: str) -> Callable[[int], list[str]]:
+        return lambda port: gunicorn_argv(f"bench.apps.{module}:app", port, workers=workers)
+
+    return [
+        ServerSpec("bare-flask", app("bare_flask")),
+        ServerSpec("sdk-flask", app("sdk_flask")),
+        ServerSpec("sdk-otel-flask", app("sdk_otel_flask"), traced=True),
+    ]
+
+
+def cascade_rows_and_servers(workers: int, data_dir: Path) -> tuple[list[Row], list[ServerSpec]]:
+    """The Cascade rows; raises BenchError with a clear message when the runtime is missing."""
+    from bench.apps import cascade_function
+
+    return cascade_function.rows_and_servers(workers, data_dir)
+
+
+def _sink_stats(port: int) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as resp:
+        stats: dict[str, int] = json.load(resp)
+    return stats
+
+
+def _check_answer(row: Row, port: int) -> None:
+    """One request before any load: the server must answer the way this row expects."""
+    status, headers, body = post_event(
+        port, "/", DEFAULT_EVENT, ce_id=f"{fresh_run_id()}-probe-1", ce_type=row.ce_type
+    )
+    if status != row.expected_status:
+        raise BenchError(
+            f"{row.key}: probe got HTTP {status} (expected {row.expected_status}): {body[:300]!r}"
+        )
+    if row.expected_status == 200 and "ce-type" not in headers:
+        raise BenchError(f"{row.key}: a reply was expected but the answer has no ce-type header")
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(NAME, __doc__.split("\n")[0] if __doc__ else NAME, argv)
+    try:
+        return _run(options)
+    except BenchError as exc:
+        print(f"\nERROR: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _run(options: Options) -> int:
+    wrk = ensure_wrk()
+    started = time.monotonic()
+    progress(
+        f"==> {NAME}: {options.runs} interleaved runs x {options.duration_s:g}s per row, "
+        f"{options.connections} connections, gunicorn sync x{options.workers}"
+    )
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cascade-bench-")))
+        rows = list(BASELINE_ROWS)
+        specs = baseline_servers(options.workers)
+        cascade_rows, cascade_specs = cascade_rows_and_servers(options.workers, workdir / "data")
+        rows += cascade_rows
+        specs += cascade_specs
+
+        sink_port = free_port()
+        sink = stack.enter_context(
+            Server(
+                "otlp-sink",
+                [sys.executable, "-m", "bench.apps.otlp_sink", "--port", str(sink_port)],
+                port=sink_port,
+                log_dir=workdir,
+            )
+        )
+        sink.wait_listening()
+        otel_env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        }
+
+        servers: dict[str, Server] = {}
+        for spec in specs:
+            port = free_port()
+            progress(f"--> starting {spec.key} on 127.0.0.1:{port}")
+            servers[spec.key] = stack.enter_context(
+                Server(
+                    spec.key,
+                    spec.argv_for_port(port),
+                    port=port,
+                    log_dir=workdir,
+                    env={**otel_env, **spec.env},
+                )
+            )
+        for server in servers.values():
+            server.wait_listening()
+        for row in rows:
+            _check_answer(row, servers[row.server].port)
+
+        traced = {s.key for s in specs if s.traced}
+        if options.warmup_s > 0:
+            for row in rows:
+                server = servers[row.server]
+                progress(f"--> warm-up {options.warmup_s:g}s: {row.key}")
+                exported_before = _sink_stats(sink_port)["requests"]
+                measure(
+                    wrk,
+                    [server],
+                    f"http://127.0.0.1:{server.port}/",
+                    options,
+                    workdir,
+                    ce_type=row.ce_type,
+                    duration_s=options.warmup_s,
+                    expected_statuses=frozenset({row.expected_status}),
+                )
+                if row.server in traced:
+                    _wait_for_export(sink_port, exported_before, row.key)
+
+        def one(key: str, _run: int) -> Measurement:
+            row = next(r for r in rows if r.key == key)
+            server = servers[row.server]
+            m = measure(
+                wrk,
+                [server],
+                f"http://127.0.0.1:{server.port}/",
+                options,
+                workdir,
+                ce_type=row.ce_type,
+                expected_statuses=frozenset({row.expected_status}),
+            )
+            s = m.sample()
+            progress(
+                f"    {_fmt(s['requests_per_s'], 0)} req/s, p50 {_fmt(s['p50_ms'], 2)} ms, "
+                f"p99 {_fmt(s['p99_ms'], 2)} ms, {_fmt(s['cpu_us_per_request'], 0)} µs CPU/req"
+                + (f", {m.errors} ERRORS" if m.errors else "")
+            )
+            return m
+
+        results = run_interleaved([r.key for r in rows], options.runs, one)
+    return _report(options, rows, results, time.monotonic() - started)
+
+
+def _wait_for_export(sink_port: int, before: int, key: str, timeout_s: float = 12.0) -> None:
+    # BatchSpanProcessor exports every 5 s or per 512 spans: a warm-up must have produced some.
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _sink_stats(sink_port)["requests"] > before:
+            return
+        time.sleep(0.25)
+    raise BenchError(f"{key}: no span export reached the OTLP sink within {timeout_s:.0f}s")
+
+
+def _report(
+    options: Options, rows: list[Row], results: dict[str, list[Measurement]], elapsed: float
+) -> int:
+    med = {key: medians([m.sample() for m in ms]) for key, ms in results.items()}
+    errors = {key: sum(m.errors for m in ms) for key, ms in results.items()}
+    bare = med["bare-flask"]["requests_per_s"]
+
+    table = markdown_table(
+        ["server", "req/s", "vs (a)", "p50 ms", "p99 ms", "CPU µs/req", "errors"],
+        [
+            [
+                r.label,
+                _fmt(med[r.key]["requests_per_s"], 0),
+                f"{med[r.key]['requests_per_s'] / bare:.2f}x" if bare else "-",
+                _fmt(med[r.key]["p50_ms"], 2),
+                _fmt(med[r.key]["p99_ms"], 2),
+                _fmt(med[r.key]["cpu_us_per_request"], 0),
+                str(errors[r.key]),
+            ]
+            for r in rows
+        ],
+    )
+    ratios = _ratios(med)
+    ratio_table = markdown_table(
+        ["ratio (req/s medians)", "value", "target", "verdict"],
+        [
+            [q.name, f"{q.value:.2f}x", f">= {q.target:g}x" if q.target else "-", q.verdict]
+            for q in ratios
+        ],
+    )
+    print(
+        f"\n## {NAME} ({utc_now()}; medians of {options.runs} interleaved runs x "
+        f"{options.duration_s:g}s, {options.connections} connections, "
+        f"gunicorn sync x{options.workers})\n\n{table}\n\n{ratio_table}\n",
+        flush=True,
+    )
+    total_errors = sum(errors.values())
+    payload = {
+        "benchmark": NAME,
+        "date": utc_now(),
+        "elapsed_s": round(elapsed, 1),
+        "machine": machine_info(),
+        "settings": {
+            "duration_s": options.duration_s,
+            "runs": options.runs,
+            "connections": options.connections,
+            "wrk_threads": options.threads,
+            "warmup_s": options.warmup_s,
+            "gunicorn": {"workers": options.workers, "worker_class": "sync"},
+            "event_bytes": DEFAULT_EVENT.wire_size(),
+            "quick": options.quick,
+        },
+        "rows": [
+            {
+                "key": r.key,
+                "label": r.label,
+                "expected_status": r.expected_status,
+                "median": med[r.key],
+                "errors": errors[r.key],
+                "runs": [m.as_dict() for m in results[r.key]],
+            }
+            for r in rows
+        ],
+        "ratios": [q.as_dict() for q in ratios],
+        "errors": total_errors,
+    }
+    write_json(options.out, payload)
+    progress(f"==> wrote {options.out} ({elapsed:.0f}s)")
+    if total_errors:
+        print(f"ERROR: {total_errors} failed requests (see the errors column)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ratios(med: dict[str, dict[str, float]]) -> list[Ratio]:
+    def rps(key: str) -> tuple[str, float]:
+        return key, med[key]["requests_per_s"]
+
+    ratios: list[Ratio] = []
+    if "cascade" in med:
+        ratios += [
+            Ratio.of("cascade / (a) bare-flask", rps("cascade"), rps("bare-flask"), TARGET_VS_BARE),
+            Ratio.of(
+                "cascade / (c) sdk-otel-flask",
+                rps("cascade"),
+                rps("sdk-otel-flask"),
+                TARGET_VS_SDK_OTEL,
+            ),
+        ]
+    for key in ("cascade-reply", "cascade-idempotent"):
+        if key in med:
+            ratios += [
+                Ratio.of(f"{key} / (a) bare-flask", rps(key), rps("bare-flask")),
+                Ratio.of(f"{key} / (c) sdk-otel-flask", rps(key), rps("sdk-otel-flask")),
+            ]
+    return ratios
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""The benchmark harness's own logic: parsing, statistics, ratios, flags, JSON. No timings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bench._cli import FULL, QUICK, parse_options
+from bench._load import Measurement, fresh_run_id
+from bench._report import (
+    Ratio,
+    interleaved,
+    markdown_table,
+    medians,
+    run_interleaved,
+    write_json,
+)
+from bench._wrk import (
+    DEFAULT_EVENT,
+    BenchError,
+    WrkResult,
+    lua_string,
+    parse_wrk_output,
+    render_script,
+)
+from bench.apps.subscriber import RunStats
+
+WRK_STDOUT = """Running 2s test @ http://127.0.0.1:8000/
+  1 threads and 16 connections
+WRK_JSON {"duration_us": 2000000, "requests": 9000, "sent": 9016, "statuses": {"202": 8990, \
+"503": 10}, "errors": {"connect": 0, "read": 2, "write": 0, "status": 10, "timeout": 1}, \
+"latency_us": {"p50": 2750, "p90": 4000, "p99": 6550, "max": 20000, "mean": 2900.5}}
+"""
+
+
+def _result(statuses: dict[int, int], errors: dict[str, int] | None = None) -> WrkResult:
+    return WrkResult(
+        duration_s=2.0,
+        requests=sum(statuses.values()),
+        sent=sum(statuses.values()) + 3,
+        statuses=statuses,
+        errors=errors or {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0},
+        latency_ms={"p50": 1.5, "p99": 9.0},
+    )
+
+
+class TestWrkOutput:
+    def test_parses_the_done_hook_line(self) -> None:
+        result = parse_wrk_output(WRK_STDOUT)
+        assert result.duration_s == 2.0
+        assert result.requests == 9000
+        assert result.sent == 9016
+        assert result.statuses == {202: 8990, 503: 10}
+        assert result.latency_ms["p50"] == pytest.approx(2.75)
+        assert result.latency_ms["p99"] == pytest.approx(6.55)
+
+    def test_derived_counts(self) -> None:
+        result = parse_wrk_output(WRK_STDOUT)
+        assert result.requests_per_s == pytest.approx(4500.0)
+        assert result.ok == 8990
+        assert result.non_2xx == 10
+        # wrk's own "status" error count is the non-2xx count, not a socket error.
+        assert result.socket_errors == 3
+
+    def test_missing_line_is_a_clear_error(self) -> None:
+        with pytest.raises(BenchError, match="WRK_JSON"):
+            parse_wrk_output("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+    def test_zero_duration_gives_zero_rate(self) -> None:
+        result = WrkResult(0.0, 0, 0, {}, {})
+        assert result.requests_per_s == 0.0
+
+
+class TestLuaScript:
+    def test_lua_string_escapes(self) -> None:
+        assert lua_string('a"b') == '"a\\"b"'
+        assert lua_string("back\\slash") == '"back\\\\slash"'
+        assert lua_string("line\nbreak") == '"line\\010break"'
+        assert lua_string("é") == '"\\195\\169"'
+
+    def test_script_carries_event_and_run_id(self) -> None:
+        script = render_script(DEFAULT_EVENT, "rdeadbeef")
+        assert 'RUN_ID = "rdeadbeef"' in script
+        assert '["ce-type"] = "com.example.bench.ping"' in script
+        assert '["content-type"] = "application/json"' in script
+        assert '\\"order_id\\"' in script
+        assert "function done(summary, latency, requests)" in script
+
+    def test_event_is_a_complete_binary_cloudevent_of_about_300_bytes(self) -> None:
+        headers = DEFAULT_EVENT.headers
+        for attribute in ("ce-specversion", "ce-id", "ce-source", "ce-type"):
+            assert headers[attribute]
+        assert json.loads(DEFAULT_EVENT.body)["quantity"] == 3
+        assert 250 <= DEFAULT_EVENT.wire_size() <= 400
+
+    def test_run_ids_have_no_dash(self) -> None:
+        # The subscriber groups deliveries by the ce-id prefix before the first "-".
+        ids = {fresh_run_id() for _ in range(20)}
+        assert len(ids) == 20
+        assert all("-" not in i for i in ids)
+
+
+class TestStatistics:
+    def test_medians_per_key(self) -> None:
+        samples = [{"rps": 10.0, "p99": 5.0}, {"rps": 30.0, "p99": 1.0}, {"rps": 20.0}]
+        assert medians(samples) == {"rps": 20.0, "p99": 3.0}
+
+    def test_ratio_verdicts(self) -> None:
+        passing = Ratio.of("c/a", ("c", 70.0), ("a", 100.0), target=0.7)
+        missing = Ratio.of("c/a", ("c", 69.0), ("a", 100.0), target=0.7)
+        informative = Ratio.of("c/a", ("c", 50.0), ("a", 100.0))
+        assert (passing.value, passing.verdict) == (pytest.approx(0.7), "PASS")
+        assert missing.verdict == "MISS"
+        assert informative.verdict == "-"
+        assert passing.as_dict()["verdict"] == "PASS"
+        assert passing.as_dict()["denominator"] == "a"
+
+    def test_ratio_over_zero_baseline_is_zero_not_a_crash(self) -> None:
+        ratio = Ratio.of("x/y", ("x", 5.0), ("y", 0.0), target=0.5)
+        assert ratio.value == 0.0
+        assert ratio.verdict == "MISS"
+
+    def test_interleaved_order(self) -> None:
+        assert interleaved(["a", "b", "c"], 2) == [
+            (1, "a"),
+            (1, "b"),
+            (1, "c"),
+            (2, "a"),
+            (2, "b"),
+            (2, "c"),
+        ]
+
+    def test_run_interleaved_calls_in_order_and_groups(self) -> None:
+        calls: list[tuple[str, int]] = []
+
+        def measure(name: str, run: int) -> str:
+            calls.append((name, run))
+            return f"{name}{run}"
+
+        grouped = run_interleaved(["x", "y"], 3, measure)
+        assert calls == [("x", 1), ("y", 1), ("x", 2), ("y", 2), ("x", 3), ("y", 3)]
+        assert grouped == {"x": ["x1", "x2", "x3"], "y": ["y1", "y2", "y3"]}
+
+
+class TestMeasurement:
+    def test_sample_and_errors(self) -> None:
+        wrk = _result({202: 900, 500: 4}, {"connect": 1, "read": 0, "write": 0, "status": 4})
+        m = Measurement("r1", wrk, server_cpu_s=0.45, expected_statuses=frozenset({202}))
+        sample = m.sample()
+        assert sample["requests_per_s"] == pytest.approx(452.0)
+        assert sample["cpu_us_per_request"] == pytest.approx(0.45e6 / 904)
+        assert sample["p99_ms"] == 9.0
+        assert m.unexpected == 4
+        assert m.errors == 5
+
+    def test_an_expected_non_202_status_is_not_an_error(self) -> None:
+        m = Measurement("r1", _result({204: 10}), 0.0, expected_statuses=frozenset({204}))
+        assert m.errors == 0
+        assert m.as_dict()["statuses"] == {"204": 10}
+
+    def test_no_requests_gives_zero_cpu_per_request(self) -> None:
+        m = Measurement("r1", _result({}), 1.0)
+        assert m.sample()["cpu_us_per_request"] == 0.0
+
+
+class TestOutput:
+    def test_markdown_table_shape(self) -> None:
+        table = markdown_table(["name", "req/s"], [["bare", "5,000"], ["cascade", "4"]])
+        lines = table.splitlines()
+        assert len(lines) == 4
+        assert len({len(line) for line in lines}) == 1  # columns padded to one width
+        assert lines[1].replace(" ", "") == "|-------|----:|"
+        assert lines[3].endswith("|     4 |")
+
+    def test_write_json_leaves_no_temporary_file(self, tmp_path: Path) -> None:
+        target = tmp_path / "results" / "x.json"
+        write_json(target, {"ratios": [{"value": 0.8}]})
+        assert json.loads(target.read_text()) == {"ratios": [{"value": 0.8}]}
+        assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+class TestOptions:
+    def test_defaults_are_the_full_profile(self) -> None:
+        options = parse_options("demo", "d", [])
+        assert (options.duration_s, options.runs, options.warmup_s) == (
+            FULL.duration_s,
+            FULL.runs,
+            FULL.warmup_s,
+        )
+        assert options.runs >= 3  # medians of at least three interleaved runs
+        assert (options.connections, options.workers, options.quick) == (16, 2, False)
+        assert options.out.name == "demo.json"
+        assert options.out.parent.name == "results"
+
+    def test_quick_profile_and_explicit_flags_win(self) -> None:
+        quick = parse_options("demo", "d", ["--quick"])
+        assert (quick.duration_s, quick.runs) == (QUICK.duration_s, QUICK.runs)
+        assert quick.out.name == "demo.quick.json"
+        tuned = parse_options(
+            "demo", "d", ["--quick", "--duration", "7", "--runs", "5", "--connections", "32"]
+        )
+        assert (tuned.duration_s, tuned.runs, tuned.connections) == (7.0, 5, 32)
+
+    @pytest.mark.parametrize(
+        "argv", [["--duration", "0"], ["--runs", "-1"], ["--connections", "x"], ["--nope"]]
+    )
+    def test_bad_flags_exit_with_usage(
+        self, argv: list[str], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as exc:
+            parse_options("demo", "d", argv)
+        assert exc.value.code == 2
+        assert "usage:" in capsys.readouterr().err
+
+
+class TestSubscriberStats:
+    def test_counts_duplicates_and_first_delivery_latency(self) -> None:
+        stats = RunStats()
+        stats.record("r1-1-1", sent_us=1_000, received_us=3_000)
+        stats.record("r1-1-2", sent_us=1_500, received_us=2_500)
+        stats.record("r1-1-1", sent_us=1_000, received_us=9_000)  # redelivery
+        summary = stats.summary()
+        assert summary["unique"] == 2
+        assert summary["duplicates"] == 1
+        assert summary["first_sent_us"] == 1_000
+        assert summary["last_received_us"] == 3_000
+        assert summary["latency_ms"] == {"p50": 2.0, "p99": 2.0, "max": 2.0}
+
+    def test_empty_run(self) -> None:
+        assert RunStats().summary()["latency_ms"] == {"p50": 0.0, "p99": 0.0, "max": 0.0}
