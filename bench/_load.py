@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,8 +78,13 @@ def measure(
     ce_type: str = "",
     duration_s: float | None = None,
     expected_statuses: frozenset[int] = frozenset({202}),
+    settle: Callable[[WrkResult, str], Mapping[str, float]] | None = None,
 ) -> Measurement:
-    """Load ``url`` for one run; CPU is summed over every server in ``servers``."""
+    """Load ``url`` for one run; CPU is summed over every server in ``servers``.
+
+    ``settle(result, run_id)``, when given, runs after wrk and before the last CPU reading
+    (e.g. waiting for a broker to deliver everything); its numbers join the sample.
+    """
     run_id = fresh_run_id()
     script = write_script(workdir, run_id)
     cpu_before = sum(s.cpu_s() for s in servers)
@@ -92,6 +97,7 @@ def measure(
         threads=options.threads,
         ce_type=ce_type,
     )
+    extra = settle(result, run_id) if settle is not None else {}
     cpu_after = sum(s.cpu_s() for s in servers)
     script.unlink(missing_ok=True)
-    return Measurement(run_id, result, cpu_after - cpu_before, expected_statuses)
+    return Measurement(run_id, result, cpu_after - cpu_before, expected_statuses, extra)

@@ -19,6 +19,7 @@ from bench._wrk import BenchError, BenchEvent
 __all__ = [
     "REPO_ROOT",
     "Server",
+    "cascade_argv",
     "free_port",
     "gunicorn_argv",
     "post_event",
@@ -63,6 +64,14 @@ def gunicorn_argv(app: str, port: int, *, workers: int, extra: Sequence[str] = (
         *extra,
         app,
     ]
+
+
+def cascade_argv(*args: str) -> list[str]:
+    """The ``cascade`` command of this interpreter's environment, with ``args``."""
+    script = Path(sys.executable).with_name("cascade")
+    if script.exists():
+        return [str(script), *args]
+    return [sys.executable, "-c", "from cascade.cli import main; main()", *args]
 
 
 def post_event(

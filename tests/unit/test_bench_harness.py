@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from bench._cli import FULL, QUICK, parse_options
 from bench._load import Measurement, fresh_run_id
 from bench._report import (
@@ -25,6 +26,7 @@ from bench._wrk import (
     render_script,
 )
 from bench.apps.subscriber import RunStats
+from bench.broker_throughput import Delivery, manifests
 
 WRK_STDOUT = """Running 2s test @ http://127.0.0.1:8000/
   1 threads and 16 connections
@@ -229,3 +231,54 @@ class TestSubscriberStats:
 
     def test_empty_run(self) -> None:
         assert RunStats().summary()["latency_ms"] == {"p50": 0.0, "p99": 0.0, "max": 0.0}
+
+
+class TestBrokerDelivery:
+    @staticmethod
+    def _delivery(accepted: int, sent: int, unique: int) -> Delivery:
+        return Delivery(
+            accepted=accepted,
+            sent=sent,
+            unique=unique,
+            duplicates=0,
+            first_sent_us=1_000_000,
+            last_received_us=3_000_000,
+            latency_ms={"p50": 4.0, "p99": 40.0},
+        )
+
+    def test_every_accepted_event_delivered_is_no_loss(self) -> None:
+        # 5 requests were still in flight when wrk stopped; the broker delivered 3 of them.
+        delivery = self._delivery(accepted=1000, sent=1005, unique=1003)
+        assert (delivery.lost, delivery.phantom) == (0, 0)
+        assert delivery.delivered_per_s == pytest.approx(501.5)
+
+    def test_shortfall_is_loss(self) -> None:
+        assert self._delivery(accepted=1000, sent=1005, unique=990).lost == 10
+
+    def test_more_deliveries_than_sends_is_flagged(self) -> None:
+        assert self._delivery(accepted=10, sent=10, unique=12).phantom == 2
+
+    def test_from_subscriber_stats(self) -> None:
+        wrk = _result({202: 7, 503: 1})
+        stats = {
+            "unique": 7,
+            "duplicates": 2,
+            "first_sent_us": 10,
+            "last_received_us": 1_000_010,
+            "latency_ms": {"p50": 1.0, "p99": 3.5, "max": 4.0},
+        }
+        delivery = Delivery.from_stats(wrk, stats)
+        metrics = delivery.metrics()
+        assert delivery.accepted == 7
+        assert metrics["delivered_per_s"] == pytest.approx(7.0)
+        assert metrics["delivery_p99_ms"] == 3.5
+        assert (metrics["duplicates"], metrics["lost"]) == (2.0, 0.0)
+
+    def test_manifest_has_an_unordered_trigger_to_the_subscriber(self) -> None:
+        docs = list(yaml.safe_load_all(manifests(4321)))
+        assert [d["kind"] for d in docs] == ["Broker", "Trigger"]
+        trigger = docs[1]
+        assert trigger["spec"]["broker"] == docs[0]["metadata"]["name"]
+        assert trigger["spec"]["subscriber"]["uri"] == "http://127.0.0.1:4321/"
+        order = trigger["metadata"]["annotations"]["kafka.eventing.knative.dev/delivery.order"]
+        assert order == "unordered"
