@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from cascade.broker.log.base import BrokerLog
 from cascade.broker.log.memory import MemoryLog
 from cascade.broker.log.sqlite import SqliteLog
+from tests.kafka_server import tansu_broker
 
 
 @dataclass
@@ -38,17 +40,44 @@ def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> B
     if name == "sqlite":
         path = tmp_path / "broker.log.sqlite3"
         return Backend(name, persistent=True, _open=lambda partitions: SqliteLog(path, partitions))
+    if name == "kafka":
+        from cascade.broker.log.kafka import KafkaLog
+
+        servers: str = request.getfixturevalue("kafka_bootstrap")
+        # A fresh topic and group namespace per test: Tansu keeps everything for the session.
+        unique = uuid.uuid4().hex[:12]
+        return Backend(
+            name,
+            persistent=True,
+            _open=lambda partitions: KafkaLog(
+                servers,
+                f"knative-broker-test-{unique}",
+                partitions,
+                group_prefix=f"test-{unique}-",
+                timeout=20.0,
+            ),
+        )
     raise AssertionError(f"unknown backend {name}")
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of a Tansu broker started once for the session."""
+    with tansu_broker() as servers:
+        yield servers
+
+
+KAFKA = pytest.param("kafka", marks=pytest.mark.kafka)
+
+
+@pytest.fixture(params=["memory", "sqlite", KAFKA])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     made = make_backend(request.param, request, tmp_path)
     yield made
     made.close_all()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", KAFKA])
 def persistent_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     made = make_backend(request.param, request, tmp_path)
     yield made

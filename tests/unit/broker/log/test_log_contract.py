@@ -232,6 +232,31 @@ def test_concurrent_appends_get_unique_gapless_offsets(backend: Backend) -> None
         assert [o for _, o in results[slot]] == sorted(o for _, o in results[slot])
 
 
+def test_concurrent_reads_see_every_record(backend: Backend) -> None:
+    log = backend.open(3)
+    positions = log.append_many([(event(f"e{i}"), None) for i in range(30)])
+    seen: list[list[str]] = [[] for _ in range(6)]
+    errors: list[BaseException] = []
+
+    def reader(slot: int) -> None:
+        try:
+            for _ in range(5):
+                records = log.read(slot % 3, 0, 100)
+                seen[slot] = [r.event.attributes["id"] for r in records]
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(slot,)) for slot in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    for slot in range(6):
+        expected = [f"e{i}" for i, (p, _) in enumerate(positions) if p == slot % 3]
+        assert seen[slot] == expected
+
+
 def test_bad_arguments_are_named(backend: Backend) -> None:
     log = backend.open(2)
     with pytest.raises(ValueError, match="partition 2 out of range"):

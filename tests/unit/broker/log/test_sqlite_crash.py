@@ -44,7 +44,10 @@ WRITER = textwrap.dedent(
 )
 
 
-def _read_acknowledged(proc: subprocess.Popen[str], want: int, deadline: float) -> list[str]:
+def _read_acknowledged(
+    proc: subprocess.Popen[str], want: int, deadline: float
+) -> tuple[list[str], str]:
+    """At least ``want`` complete lines, and the start of the next one."""
     assert proc.stdout is not None
     lines: list[str] = []
     buffer = ""
@@ -60,7 +63,7 @@ def _read_acknowledged(proc: subprocess.Popen[str], want: int, deadline: float) 
             buffer += chunk
             *complete, buffer = buffer.split("\n")
             lines.extend(complete)
-    return lines
+    return lines, buffer
 
 
 @pytest.mark.slow
@@ -72,12 +75,14 @@ def test_acknowledged_appends_survive_kill_9(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        acknowledged = _read_acknowledged(proc, want=400, deadline=time.monotonic() + 120)
+        acknowledged, partial = _read_acknowledged(proc, want=400, deadline=time.monotonic() + 120)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert proc.stdout is not None
-        # Lines printed just before the kill are acknowledged too.
-        acknowledged += [line for line in proc.stdout.read().split("\n") if line]
+        # Lines printed just before the kill are acknowledged too; a line cut short by the
+        # kill (no newline yet) is left out.
+        *complete, _cut = (partial + proc.stdout.read()).split("\n")
+        acknowledged += complete
     finally:
         if proc.poll() is None:
             proc.kill()
