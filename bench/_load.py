@@ -20,9 +20,11 @@ def fresh_run_id() -> str:
     return "r" + secrets.token_hex(4)
 
 
-def write_script(directory: Path, run_id: str, event: BenchEvent = DEFAULT_EVENT) -> Path:
+def write_script(
+    directory: Path, run_id: str, event: BenchEvent = DEFAULT_EVENT, pace_ms: int = 0
+) -> Path:
     path = directory / f"wrk-{run_id}.lua"
-    path.write_text(render_script(event, run_id))
+    path.write_text(render_script(event, run_id, pace_ms))
     return path
 
 
@@ -77,6 +79,8 @@ def measure(
     *,
     ce_type: str = "",
     duration_s: float | None = None,
+    connections: int | None = None,
+    pace_ms: int = 0,
     expected_statuses: frozenset[int] = frozenset({202}),
     settle: Callable[[WrkResult, str], Mapping[str, float]] | None = None,
 ) -> Measurement:
@@ -86,14 +90,14 @@ def measure(
     (e.g. waiting for a broker to deliver everything); its numbers join the sample.
     """
     run_id = fresh_run_id()
-    script = write_script(workdir, run_id)
+    script = write_script(workdir, run_id, pace_ms=pace_ms)
     cpu_before = sum(s.cpu_s() for s in servers)
     result = run_wrk(
         wrk,
         url,
         script,
         duration_s=duration_s if duration_s is not None else options.duration_s,
-        connections=options.connections,
+        connections=connections if connections is not None else options.connections,
         threads=options.threads,
         ce_type=ce_type,
     )

@@ -112,13 +112,20 @@ def lua_string(text: str) -> str:
     return "".join(out)
 
 
-def render_script(event: BenchEvent, run_id: str) -> str:
-    """The full wrk Lua script: globals describing the event, then the fixed script body."""
+def render_script(event: BenchEvent, run_id: str, pace_ms: int = 0) -> str:
+    """The full wrk Lua script: globals describing the event, then the fixed script body.
+
+    ``pace_ms > 0`` makes each connection wait that long before each request (wrk's ``delay``
+    hook), for a light, roughly fixed offered load instead of a saturating one.
+    """
     lines = ["EVENT_HEADERS = {"]
     lines += [f"  [{lua_string(k)}] = {lua_string(v)}," for k, v in event.headers.items()]
     lines.append("}")
     lines.append(f"EVENT_BODY = {lua_string(event.body.decode())}")
     lines.append(f"RUN_ID = {lua_string(run_id)}")
+    if pace_ms > 0:
+        # wrk looks for `delay` when it loads the script, so it must be defined up front.
+        lines.append(f"function delay() return {int(pace_ms)} end")
     return "\n".join(lines) + "\n" + _LUA_BODY.read_text()
 
 

@@ -44,9 +44,15 @@ NAMESPACE = "bench"
 BROKER = "default"
 TARGET_VS_DIRECT = 0.5
 
+# The paced row measures the latency the hop adds under light load, without queueing:
+# PACED_CONNECTIONS connections, each waiting PACE_MS before every request.
+PACED_CONNECTIONS = 4
+PACE_MS = 10
+
 ROWS = {
     "direct": "subscriber direct (wrk -> subscriber)",
     "broker": "cascade broker, sqlite log, unordered Trigger",
+    "broker-paced": f"same broker, paced load ({PACED_CONNECTIONS} conns x {PACE_MS} ms gaps)",
 }
 
 
@@ -214,8 +220,9 @@ def _run(options: Options) -> int:
         urls = {
             "direct": f"http://127.0.0.1:{sub_port}/",
             "broker": f"http://127.0.0.1:{broker_port}{path}",
+            "broker-paced": f"http://127.0.0.1:{broker_port}{path}",
         }
-        loaded = {"direct": [subscriber], "broker": [broker, subscriber]}
+        loaded = {key: [broker, subscriber] for key in urls} | {"direct": [subscriber]}
 
         def one(key: str, _run: int, duration_s: float | None = None) -> Measurement:
             def settle(result: WrkResult, run_id: str) -> dict[str, float]:
@@ -230,6 +237,8 @@ def _run(options: Options) -> int:
                 options,
                 workdir,
                 duration_s=duration_s,
+                connections=PACED_CONNECTIONS if key == "broker-paced" else None,
+                pace_ms=PACE_MS if key == "broker-paced" else 0,
                 settle=settle,
             )
             s = m.sample()
@@ -243,7 +252,7 @@ def _run(options: Options) -> int:
             return m
 
         if options.warmup_s > 0:
-            for key in ROWS:
+            for key in ("direct", "broker"):
                 progress(f"--> warm-up {options.warmup_s:g}s: {key}")
                 one(key, 0, options.warmup_s)
         results = run_interleaved(list(ROWS), options.runs, one)
@@ -286,7 +295,9 @@ def _report(options: Options, results: dict[str, list[Measurement]], elapsed: fl
                 label,
                 _fmt(med[key]["requests_per_s"], 0),
                 _fmt(med[key]["delivered_per_s"], 0),
-                f"{med[key]['delivered_per_s'] / direct:.2f}x" if direct else "-",
+                f"{med[key]['delivered_per_s'] / direct:.2f}x"
+                if direct and key != "broker-paced"  # paced load: latency, not throughput
+                else "-",
                 f"{med[key]['p50_ms']:.2f} / {med[key]['p99_ms']:.2f}",
                 f"{med[key]['delivery_p50_ms']:.2f} / {med[key]['delivery_p99_ms']:.2f}",
                 _fmt(med[key]["cpu_us_per_request"], 0),

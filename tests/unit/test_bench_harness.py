@@ -89,6 +89,10 @@ class TestLuaScript:
         assert '\\"order_id\\"' in script
         assert "function done(summary, latency, requests)" in script
 
+    def test_pacing_defines_wrk_delay_hook_only_when_asked(self) -> None:
+        assert "function delay()" not in render_script(DEFAULT_EVENT, "r1").split("-- wrk")[0]
+        assert "function delay() return 10 end" in render_script(DEFAULT_EVENT, "r1", pace_ms=10)
+
     def test_event_is_a_complete_binary_cloudevent_of_about_300_bytes(self) -> None:
         headers = DEFAULT_EVENT.headers
         for attribute in ("ce-specversion", "ce-id", "ce-source", "ce-type"):
