@@ -19,6 +19,7 @@ Quirks of Tansu 0.6 (the test broker), worked around here:
 from __future__ import annotations
 
 import functools
+import logging
 import queue
 import threading
 import time
@@ -55,6 +56,8 @@ from cascade.broker.log._common import (
 )
 from cascade.broker.log.base import BrokerLog, LogError
 
+_logger = logging.getLogger(__name__)
+
 _ATTRIBUTE_PREFIX = "ce_"
 _CONTENT_TYPE = "content-type"
 _NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group never committed this partition
@@ -72,16 +75,21 @@ class _Delivery:
     """Delivery reports of one append call, filled in by the producer's poll thread."""
 
     expected: int
-    results: dict[int, tuple[int, int] | KafkaError] = field(default_factory=dict)
+    # (partition, offset), or why the record was not stored.
+    results: dict[int, tuple[int, int] | str] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def report(self, index: int, error: KafkaError | None, message: Message) -> None:
+        # Runs on the poll thread: it must not raise.
+        partition, offset = message.partition(), message.offset()
         with self.lock:
             if error is not None:
-                self.results[index] = error
+                self.results[index] = error.str()
+            elif partition is None or offset is None or offset < 0:
+                self.results[index] = "delivery report without partition or offset"
             else:
-                self.results[index] = (_required(message.partition()), _required(message.offset()))
+                self.results[index] = (partition, offset)
             if len(self.results) == self.expected:
                 self.done.set()
 
@@ -223,8 +231,8 @@ class KafkaLog(BrokerLog):
         positions: list[tuple[int, int]] = []
         for index in range(len(encoded)):
             result = delivery.results[index]
-            if isinstance(result, KafkaError):
-                raise LogError(f"kafka topic {self.topic}: delivery failed: {result.str()}")
+            if isinstance(result, str):
+                raise LogError(f"kafka topic {self.topic}: delivery failed: {result}")
             positions.append(result)
         return positions
 
@@ -254,7 +262,7 @@ class KafkaLog(BrokerLog):
                 if time.monotonic() > deadline:
                     raise LogError(f"kafka topic {self.topic}: producer queue full") from None
                 time.sleep(0.01)
-            except KafkaException as exc:
+            except (KafkaException, RuntimeError) as exc:  # RuntimeError: closed meanwhile
                 raise LogError(f"kafka topic {self.topic}: produce failed: {exc}") from exc
 
     @staticmethod
@@ -280,7 +288,10 @@ class KafkaLog(BrokerLog):
 
     def _serve_delivery_reports(self) -> None:
         while not self._stop_polling.is_set():
-            self._producer.poll(0.1)
+            try:
+                self._producer.poll(0.1)
+            except Exception:  # keep serving reports: a dead poller would stall every append
+                _logger.exception("kafka topic %s: serving delivery reports failed", self.topic)
 
     # -- consumer groups --------------------------------------------------------------------
 
