@@ -1,5 +1,83 @@
-"""Cascade: event-driven microservices as CloudEvents HTTP functions."""
+"""Cascade: event-driven microservices as CloudEvents HTTP functions.
 
-__version__ = "0.1.0"
+```python
+from cascade import Context, Event, Function
 
-__all__ = ["__version__"]
+class GreetingRequested(Event, type="com.example.greeting.requested"):
+    name: str
+
+fn = Function("greeter")
+
+@fn.on(GreetingRequested)
+def greet(event: GreetingRequested, ctx: Context) -> None: ...
+```
+
+Names are imported on first use, so ``import cascade`` (the CLI, the broker) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from cascade._version import __version__
+
+if TYPE_CHECKING:
+    from cascade.app import create_app
+    from cascade.context import Context, HttpContext
+    from cascade.events import Event, EventRegistry, registry
+    from cascade.function import Function
+    from cascade.outcomes import DeadLetter, Drop, Retry
+    from cascade.publish import Publisher, PublishError
+    from cascade.reply import Reply
+    from cascade.settings import Settings, SettingsError
+
+_HOMES = {
+    "create_app": "cascade.app",
+    "Context": "cascade.context",
+    "HttpContext": "cascade.context",
+    "Event": "cascade.events",
+    "EventRegistry": "cascade.events",
+    "registry": "cascade.events",
+    "Function": "cascade.function",
+    "DeadLetter": "cascade.outcomes",
+    "Drop": "cascade.outcomes",
+    "Retry": "cascade.outcomes",
+    "PublishError": "cascade.publish",
+    "Publisher": "cascade.publish",
+    "Reply": "cascade.reply",
+    "Settings": "cascade.settings",
+    "SettingsError": "cascade.settings",
+}
+
+__all__ = [
+    "Context",
+    "DeadLetter",
+    "Drop",
+    "Event",
+    "EventRegistry",
+    "Function",
+    "HttpContext",
+    "PublishError",
+    "Publisher",
+    "Reply",
+    "Retry",
+    "Settings",
+    "SettingsError",
+    "__version__",
+    "create_app",
+    "registry",
+]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'cascade' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

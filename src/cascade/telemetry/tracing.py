@@ -27,7 +27,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-__all__ = ["otlp_endpoint_configured", "sdk_disabled", "setup_tracing"]
+__all__ = [
+    "otlp_endpoint_configured",
+    "sdk_disabled",
+    "setup_tracing",
+    "span_context_from_traceparent",
+    "traceparent_of",
+]
 
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
@@ -81,3 +87,27 @@ def setup_tracing(service_name: str) -> TracerProvider:
         trace.set_tracer_provider(provider)
         _provider = provider
         return provider
+
+
+_TRACECONTEXT = TraceContextTextMapPropagator()
+
+
+def traceparent_of(span_context: trace.SpanContext) -> str | None:
+    """The W3C ``traceparent`` value of ``span_context`` (None when it is invalid)."""
+    if not span_context.is_valid:
+        return None
+    return (
+        f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
+        f"{int(span_context.trace_flags):02x}"
+    )
+
+
+def span_context_from_traceparent(
+    traceparent: str, tracestate: str | None = None
+) -> trace.SpanContext | None:
+    """Parse a W3C ``traceparent`` (e.g. the CloudEvents extension); None when malformed."""
+    carrier = {"traceparent": traceparent}
+    if tracestate:
+        carrier["tracestate"] = tracestate
+    span_context = trace.get_current_span(_TRACECONTEXT.extract(carrier)).get_span_context()
+    return span_context if span_context.is_valid else None

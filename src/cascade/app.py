@@ -1,0 +1,292 @@
+"""``create_app(function)``: the Flask app that serves a function over HTTP.
+
+Routes: ``POST /`` (CloudEvents), ``GET /health/liveness``, ``GET /health/readiness``,
+``GET /metrics``, plus the function's own ``@fn.route`` endpoints. Every error answer is an
+``application/problem+json`` document; none ever carries a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any, Final
+
+from flask import Flask, Response, request
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import CollectorRegistry
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+
+from cascade._version import __version__
+from cascade.binding import BindingError, parse_wsgi
+from cascade.context import HttpContext
+from cascade.dispatch import Answer, Dispatcher, problem
+from cascade.function import Function, Route
+from cascade.idempotency import Deduper
+from cascade.publish import Publisher
+from cascade.settings import Settings
+from cascade.store import Store
+from cascade.telemetry.metrics import Metrics
+from cascade.telemetry.tracing import setup_tracing
+
+__all__ = ["Runtime", "create_app", "runtime_of"]
+
+_EXTENSION: Final = "cascade"
+_log = logging.getLogger("cascade.app")
+
+
+class _Response(Response):
+    # No invented Content-Type on 204s and binary replies: the answer sets its own.
+    default_mimetype = None
+
+
+class _EnvironGetter(Getter[Mapping[str, Any]]):
+    """Reads W3C trace headers straight from the WSGI environ."""
+
+    def get(self, carrier: Mapping[str, Any], key: str) -> list[str] | None:
+        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        return None if value is None else [value]
+
+    def keys(self, carrier: Mapping[str, Any]) -> list[str]:
+        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
+
+
+_GETTER: Final = _EnvironGetter()
+
+
+class Runtime:
+    """Everything one app needs per process: store, metrics, tracer, dispatcher, lifecycle."""
+
+    def __init__(
+        self,
+        function: Function,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry,
+        tracer_provider: trace.TracerProvider | None,
+    ) -> None:
+        self.function = function
+        self.settings = settings
+        self.source = function.source or settings.source_for(function.name)
+        self.metrics = Metrics(function.name, registry)
+        self.tracer = trace.get_tracer("cascade", __version__, tracer_provider)
+        self._tracer_provider = tracer_provider
+        self.store = Store(settings.database_url_for(function.name), function.metadata)
+        idempotent = settings.idempotency and function.idempotent
+        if idempotent or function.metadata is not None:
+            self.store.create_all()
+        deduper = (
+            Deduper(function.name, self.store.dialect, settings.dedupe_ttl_seconds)
+            if idempotent
+            else None
+        )
+        self._publisher: Publisher | None = None
+        self._publisher_lock = threading.Lock()
+        self.dispatcher = Dispatcher(
+            function,
+            source=self.source,
+            metrics=self.metrics,
+            store=self.store,
+            deduper=deduper,
+            publisher=self.publisher,
+            tracer=self.tracer,
+        )
+        self._draining = threading.Event()
+
+    def publisher(self) -> Publisher:
+        """The process's publisher to K_SINK, created on first use (after fork)."""
+        if self._publisher is None:
+            with self._publisher_lock:
+                if self._publisher is None:
+                    self._publisher = Publisher.from_settings(
+                        self.settings, self.source, tracer_provider=self._tracer_provider
+                    )
+        return self._publisher
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
+
+    def start_draining(self) -> None:
+        """From now on readiness answers 503 and new events get 503 (never a 4xx)."""
+        if not self._draining.is_set():
+            self._draining.set()
+            _log.info("draining: refusing new events, finishing in-flight ones")
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+        self.store.dispose()
+
+
+def runtime_of(app: Flask) -> Runtime:
+    """The :class:`Runtime` behind an app made by :func:`create_app`."""
+    runtime = app.extensions.get(_EXTENSION)
+    if not isinstance(runtime, Runtime):
+        raise LookupError("this Flask app was not made by cascade.create_app")
+    return runtime
+
+
+def create_app(
+    function: Function,
+    settings: Settings | None = None,
+    *,
+    registry: CollectorRegistry | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> Flask:
+    """Build the Flask app for ``function``.
+
+    ``settings`` default to :meth:`Settings.from_env`; ``registry`` to a fresh Prometheus
+    registry; ``tracer_provider`` to the process's global one (installed by
+    :func:`~cascade.telemetry.tracing.setup_tracing` when none is given).
+    """
+    if not isinstance(function, Function):
+        raise TypeError(f"create_app needs a cascade.Function, got {type(function).__name__}")
+    settings = settings or Settings.from_env()
+    if tracer_provider is None:
+        setup_tracing(function.name)
+    runtime = Runtime(
+        function,
+        settings,
+        registry=registry if registry is not None else CollectorRegistry(),
+        tracer_provider=tracer_provider,
+    )
+    app = Flask(f"cascade.{function.name}")
+    app.response_class = _Response
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions[_EXTENSION] = runtime
+    _add_event_route(app, runtime)
+    _add_ops_routes(app, runtime)
+    for route in function.routes:
+        _add_user_route(app, runtime, route)
+    _add_error_handlers(app, runtime)
+    return app
+
+
+def _answer(answer: Answer) -> Response:
+    return _Response(answer.body, status=answer.status, headers=answer.headers)
+
+
+def _problem(status: int, detail: str, **members: Any) -> Response:
+    body, headers = problem(status, detail, **members)
+    return _Response(body, status=status, headers=headers)
+
+
+def _add_event_route(app: Flask, runtime: Runtime) -> None:
+    max_body = runtime.settings.max_body_bytes
+    dispatcher = runtime.dispatcher
+    metrics = runtime.metrics
+
+    def receive() -> Response:
+        if runtime.draining:
+            metrics.unavailable()
+            response = _problem(503, "shutting down; deliver this event again")
+            response.headers["Retry-After"] = "1"
+            return response
+        environ = request.environ
+        length = request.content_length
+        if length is not None and length > max_body:
+            metrics.reject(413)
+            return _problem(413, f"body of {length} bytes exceeds the {max_body}-byte limit")
+        try:
+            body = request.get_data(cache=False)
+            message = parse_wsgi(environ, body)
+        except RequestEntityTooLarge:
+            metrics.reject(413)
+            return _problem(413, f"body exceeds the {max_body}-byte limit")
+        except BindingError as exc:
+            metrics.reject(exc.status)
+            return _problem(exc.status, exc.detail, attribute=exc.attribute)
+        parent = None
+        if "HTTP_TRACEPARENT" in environ or "HTTP_BAGGAGE" in environ:
+            parent = propagate.extract(environ, getter=_GETTER)
+        return _answer(dispatcher.dispatch(message, parent))
+
+    app.add_url_rule("/", "cascade_event", receive, methods=["POST"])
+
+
+def _add_ops_routes(app: Flask, runtime: Runtime) -> None:
+    def liveness() -> Response:
+        return _Response(b'{"status":"alive"}', 200, {"Content-Type": "application/json"})
+
+    def readiness() -> Response:
+        if runtime.draining:
+            return _Response(b'{"status":"draining"}', 503, {"Content-Type": "application/json"})
+        return _Response(b'{"status":"ready"}', 200, {"Content-Type": "application/json"})
+
+    def metrics() -> Response:
+        body, content_type = runtime.metrics.exposition(request.headers.get("Accept"))
+        return _Response(body, 200, {"Content-Type": content_type})
+
+    app.add_url_rule("/health/liveness", "cascade_liveness", liveness, methods=["GET"])
+    app.add_url_rule("/health/readiness", "cascade_readiness", readiness, methods=["GET"])
+    app.add_url_rule("/metrics", "cascade_metrics", metrics, methods=["GET"])
+
+
+def _add_user_route(app: Flask, runtime: Runtime, route: Route) -> None:
+    logger = logging.getLogger(f"cascade.fn.{runtime.function.name}")
+    store = runtime.store
+
+    def view(**kwargs: Any) -> Any:
+        parent = propagate.extract(request.environ, getter=_GETTER)
+        with runtime.tracer.start_as_current_span(
+            f"{request.method} {route.rule}",
+            context=parent if parent is not None else otel_context.Context(),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": request.method, "http.route": route.rule},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            ctx = HttpContext(
+                request,
+                function=runtime.function.name,
+                logger=logger,
+                open_session=store.session,
+                publisher=runtime.publisher,
+            )
+            try:
+                result = route.func(ctx, **kwargs)
+                session = ctx.store_opened
+                if session is not None:
+                    session.commit()
+                return result
+            except HTTPException:
+                raise
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            finally:
+                session = ctx.store_opened
+                if session is not None:
+                    session.close()  # rolls back anything not committed
+
+    app.add_url_rule(route.rule, route.endpoint, view, methods=list(route.methods))
+
+
+def _add_error_handlers(app: Flask, runtime: Runtime) -> None:
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 404:
+            detail = f"no route for {request.path}; CloudEvents go to POST /"
+        elif status == 405 and isinstance(exc, MethodNotAllowed):
+            allowed = ", ".join(sorted(exc.valid_methods or ()))
+            detail = f"{request.method} is not allowed on {request.path}; use {allowed}"
+        elif status == 413:
+            detail = f"body exceeds the {runtime.settings.max_body_bytes}-byte limit"
+        else:
+            detail = exc.description or exc.name
+        response = _problem(status, detail)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return response
+
+    def unexpected(exc: Exception) -> Response:
+        _log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        return _problem(500, "internal error; the function's logs have the details")
+
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(Exception, unexpected)

@@ -1,0 +1,357 @@
+"""From a parsed CloudEvent to an HTTP answer: validation, handler, outcomes, dedupe, telemetry.
+
+Independent of Flask: the app turns an :class:`Answer` into a response.
+
+| what happens | status | outcome label |
+|---|---|---|
+| handler returns an event / Reply | 200 + binary CloudEvent | replied |
+| handler returns None | 204 | acked |
+| handler raises Drop | 204 | dropped |
+| duplicate (source, id) | the stored answer | duplicate |
+| no handler for the type / data fails its model / DeadLetter | 422 + Kne-Reason | dead_letter |
+| handler raises Retry | 503 (+ Retry-After) | retry |
+| anything else raises | 500, short body | error |
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from cascade.binding import CloudEventMessage, binary_headers
+from cascade.context import Context
+from cascade.events import Event
+from cascade.function import Function, Handler
+from cascade.idempotency import Deduper, StoredReply
+from cascade.outcomes import DeadLetter, Drop, Retry
+from cascade.publish import Publisher
+from cascade.reply import Reply, outgoing_attributes
+from cascade.store import Store
+from cascade.telemetry.logging import event_log_context
+from cascade.telemetry.metrics import OTHER_TYPE, Metrics
+from cascade.telemetry.tracing import span_context_from_traceparent, traceparent_of
+
+__all__ = ["Answer", "Dispatcher", "problem"]
+
+PROBLEM_JSON: Final = "application/problem+json"
+_log = logging.getLogger("cascade.dispatch")
+_REASON_MAX = 512
+_UNSAFE_REASON = re.compile(r"[^\x20-\x7e]")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The HTTP answer to one delivery."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    outcome: str = "acked"
+
+
+_TITLES: Final = {
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def problem(status: int, detail: str, **members: Any) -> tuple[bytes, dict[str, str]]:
+    """An RFC 9457 problem-details body and its headers."""
+    document: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    document.update({k: v for k, v in members.items() if v is not None})
+    return orjson.dumps(document), {"Content-Type": PROBLEM_JSON}
+
+
+def kne_reason(reason: str) -> str:
+    """A header-safe ``Kne-Reason`` value: printable ASCII, one line, bounded length."""
+    cleaned = " ".join(_UNSAFE_REASON.sub(" ", reason).split())
+    return (cleaned[: _REASON_MAX - 3] + "...") if len(cleaned) > _REASON_MAX else cleaned
+
+
+class Dispatcher:
+    """Runs one function's handlers for parsed CloudEvents."""
+
+    def __init__(
+        self,
+        function: Function,
+        *,
+        source: str,
+        metrics: Metrics,
+        store: Store | None,
+        deduper: Deduper | None,
+        publisher: Callable[[], Publisher],
+        tracer: trace.Tracer,
+    ) -> None:
+        self.function = function
+        self.source = source
+        self.metrics = metrics
+        self.store = store
+        self.deduper = deduper
+        self._publisher = publisher
+        self._tracer = tracer
+        self._logger = logging.getLogger(f"cascade.fn.{function.name}")
+
+    # ------------------------------------------------------------------ entry point
+
+    def dispatch(
+        self, message: CloudEventMessage, parent: otel_context.Context | None = None
+    ) -> Answer:
+        """Handle ``message`` under ``parent`` (the HTTP traceparent's context)."""
+        started = time.perf_counter()
+        attributes = message.attributes
+        event_type = attributes["type"]
+        handler = self.function.handlers.get(event_type)
+        span_attributes: dict[str, Any] = {
+            "cloudevents.event_id": attributes["id"],
+            "cloudevents.event_source": attributes["source"],
+            "cloudevents.event_type": event_type,
+            "cloudevents.event_spec_version": attributes["specversion"],
+            "messaging.operation.name": "process",
+            "messaging.operation.type": "process",
+            "messaging.message.id": attributes["id"],
+            "messaging.consumer.group.name": self.function.name,
+            "messaging.message.body.size": len(message.data),
+            "faas.name": self.function.name,
+        }
+        subject = attributes.get("subject")
+        if subject is not None:
+            span_attributes["cloudevents.event_subject"] = subject
+        links = _origin_link(attributes)
+        with (
+            self._tracer.start_as_current_span(
+                f"process {event_type}",
+                context=parent if parent is not None else otel_context.Context(),
+                kind=SpanKind.CONSUMER,
+                attributes=span_attributes,
+                links=links,
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span,
+            event_log_context(
+                {
+                    "function": self.function.name,
+                    "event_id": attributes["id"],
+                    "event_type": event_type,
+                    "event_source": attributes["source"],
+                }
+            ),
+        ):
+            answer = self._answer(handler, message, span)
+            span.set_attribute("cascade.outcome", answer.outcome)
+            span.set_attribute("http.response.status_code", answer.status)
+            if answer.status == 200:
+                # Lets the caller (the broker) send the reply on inside this span's trace.
+                traceparent = traceparent_of(span.get_span_context())
+                if traceparent is not None:
+                    answer.headers["traceparent"] = traceparent
+        elapsed = time.perf_counter() - started
+        self.metrics.observe(event_type if handler else OTHER_TYPE, answer.outcome, elapsed)
+        return answer
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _answer(
+        self, handler: Handler | None, message: CloudEventMessage, span: trace.Span
+    ) -> Answer:
+        if handler is None:
+            return self._dead_letter(
+                span, f"no handler for event type {message.type!r} in {self.function.name!r}"
+            )
+        try:
+            event = handler.model.model_validate_json(message.data or b"{}")
+        except ValidationError as exc:
+            return self._dead_letter(span, _validation_reason(handler, exc), errors=exc)
+        try:
+            return self._run(handler, event, message)
+        except Retry as signal:
+            span.set_status(Status(StatusCode.ERROR, f"retry: {signal.reason}"))
+            _log.warning("handler asked for a retry: %s", signal.reason)
+            body, headers = problem(503, signal.reason)
+            if signal.retry_after_header is not None:
+                headers["Retry-After"] = signal.retry_after_header
+            return Answer(503, headers, body, "retry")
+        except DeadLetter as signal:
+            return self._dead_letter(span, signal.reason)
+        except Drop as signal:
+            _log.info("handler dropped the event: %s", signal.reason or "(no reason)")
+            return Answer(204, {}, b"", "dropped")
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            _log.exception("handler %s failed", handler.name)
+            body, headers = problem(500, "the handler failed; the function's logs have the details")
+            return Answer(500, headers, body, "error")
+
+    def _dead_letter(
+        self, span: trace.Span, reason: str, errors: ValidationError | None = None
+    ) -> Answer:
+        span.set_status(Status(StatusCode.ERROR, reason))
+        _log.warning("event goes to the dead-letter sink: %s", reason)
+        members: dict[str, Any] = {}
+        if errors is not None:
+            members["errors"] = [
+                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                for e in errors.errors(include_url=False, include_input=False)[:20]
+            ]
+        body, headers = problem(422, reason, **members)
+        headers["Kne-Reason"] = kne_reason(reason)
+        return Answer(422, headers, body, "dead_letter")
+
+    # ------------------------------------------------------------------ running
+
+    def _run(self, handler: Handler, event: Event, message: CloudEventMessage) -> Answer:
+        if self.deduper is not None and self.store is not None:
+            return self._run_once(handler, event, message, self.store, self.deduper)
+        ctx = self._context(message, None)
+        try:
+            answer = self._reply(handler, self._call(handler, event, ctx), message)
+            session = ctx.store_opened
+            if session is not None:
+                session.commit()
+            return answer
+        finally:
+            session = ctx.store_opened
+            if session is not None:
+                session.close()
+
+    def _run_once(
+        self,
+        handler: Handler,
+        event: Event,
+        message: CloudEventMessage,
+        store: Store,
+        deduper: Deduper,
+    ) -> Answer:
+        source, event_id = message.source, message.id
+        session = store.session()
+        try:
+            stored = deduper.claim(session, source, event_id)
+            if stored is not None:
+                session.rollback()
+                self.metrics.duplicate()
+                _log.info("duplicate delivery; answering with the stored reply")
+                return Answer(stored.status, dict(stored.headers), stored.body, "duplicate")
+            ctx = self._context(message, session)
+            answer = self._reply(handler, self._call(handler, event, ctx), message)
+            deduper.record(
+                session, source, event_id, StoredReply(answer.status, answer.headers, answer.body)
+            )
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        if deduper.purge_due():
+            self._purge(store, deduper)
+        return answer
+
+    def _purge(self, store: Store, deduper: Deduper) -> None:
+        try:
+            with store.transaction() as session:
+                removed = deduper.purge(session)
+            if removed:
+                _log.info("removed %d expired dedupe records", removed)
+        except Exception:  # housekeeping must never fail an event that already committed
+            _log.exception("could not purge expired dedupe records")
+
+    def _context(self, message: CloudEventMessage, session: Session | None) -> Context:
+        store = self.store
+
+        def open_session() -> Session:
+            if store is None:
+                raise RuntimeError("this function has no store")
+            return store.session()
+
+        return Context(
+            message.attributes,
+            function=self.function.name,
+            logger=self._logger,
+            open_session=open_session,
+            publisher=self._publisher,
+            session=session,
+        )
+
+    @staticmethod
+    def _call(handler: Handler, event: Event, ctx: Context) -> object:
+        if handler.takes_context:
+            return handler.func(event, ctx)
+        return handler.func(event)
+
+    def _reply(self, handler: Handler, result: object, message: CloudEventMessage) -> Answer:
+        if result is None:
+            return Answer(204, {}, b"", "acked")
+        if isinstance(result, Event):
+            result = Reply(result)
+        if not isinstance(result, Reply):
+            raise TypeError(
+                f"handler {handler.name} returned {type(result).__name__}; return an Event, "
+                "a Reply or None"
+            )
+        incoming = message.attributes
+        attributes = outgoing_attributes(
+            result.event,
+            source=result.source or self.source,
+            subject=result.subject,
+            partitionkey=result.partitionkey or incoming.get("partitionkey"),
+            extensions=result.extensions,
+        )
+        _copy_origin(incoming, attributes)
+        return Answer(200, binary_headers(attributes), result.event.to_json_bytes(), "replied")
+
+
+def _copy_origin(incoming: Mapping[str, str], attributes: dict[str, str]) -> None:
+    """The CloudEvents traceparent is set once by the originator and never rewritten."""
+    origin = incoming.get("traceparent")
+    if origin is not None:
+        attributes["traceparent"] = origin
+        tracestate = incoming.get("tracestate")
+        if tracestate is not None:
+            attributes["tracestate"] = tracestate
+        return
+    # The incoming event carried no origin (e.g. sent by curl): this handler originates it.
+    here = traceparent_of(trace.get_current_span().get_span_context())
+    if here is not None:
+        attributes["traceparent"] = here
+
+
+def _origin_link(attributes: Mapping[str, str]) -> list[Link] | None:
+    traceparent = attributes.get("traceparent")
+    if traceparent is None:
+        return None
+    span_context = span_context_from_traceparent(traceparent, attributes.get("tracestate"))
+    if span_context is None:
+        return None
+    return [Link(span_context, {"cascade.link": "cloudevents.traceparent"})]
+
+
+def _validation_reason(handler: Handler, exc: ValidationError) -> str:
+    first = exc.errors(include_url=False, include_input=False)
+    where = ".".join(str(part) for part in first[0]["loc"]) if first else ""
+    detail = (
+        f"{where}: {first[0]['msg']}" if first and where else (first[0]["msg"] if first else "")
+    )
+    more = f" (+{len(first) - 1} more)" if len(first) > 1 else ""
+    return f"data does not match {handler.model.__name__}: {detail}{more}"

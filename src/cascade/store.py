@@ -1,0 +1,134 @@
+"""SQL state for functions (SQLAlchemy 2): SQLite by default, PostgreSQL via DATABASE_URL.
+
+A function declares its tables on its own ``MetaData`` (``Function("x", metadata=...)``); the
+runtime creates them at start next to its own dedupe table, and hands the handler a Session
+inside the event's transaction (``ctx.store``).
+
+SQLite is tuned for several gunicorn workers and threads sharing one file: WAL journal, a busy
+timeout, and ``BEGIN IMMEDIATE`` so a transaction takes the write lock up front instead of
+failing with "database is locked" when it later tries to upgrade a read lock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["Store", "StoreError", "dedupe_table"]
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+
+_runtime_metadata = MetaData()
+
+dedupe_table = Table(
+    "cascade_dedupe",
+    _runtime_metadata,
+    # One table may serve many functions when they share a PostgreSQL database.
+    Column("function", String(200), primary_key=True),
+    Column("source", Text, primary_key=True),
+    Column("event_id", Text, primary_key=True),
+    Column("status", Integer, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False, index=True),
+)
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or initialised; the message says which URL and why."""
+
+
+class Store:
+    """An engine plus a session factory for one function's state."""
+
+    def __init__(self, url: str, metadata: MetaData | None = None) -> None:
+        self.url = url
+        self.metadata = metadata
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise StoreError(f"cannot parse database URL {url!r}: {exc}") from None
+        self.dialect = parsed.get_backend_name()
+        try:
+            self.engine = _engine(url, self.dialect, parsed.database)
+        except (NoSuchModuleError, ImportError) as exc:
+            raise StoreError(
+                f"no driver for {parsed.drivername!r} ({exc}); for PostgreSQL install "
+                "cascade[postgres] and use postgresql+psycopg://"
+            ) from None
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_all(self) -> None:
+        """Create the runtime's and the function's tables when missing."""
+        try:
+            _runtime_metadata.create_all(self.engine)
+            if self.metadata is not None:
+                self.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            raise StoreError(
+                f"cannot initialise the store at {self.engine.url!r}: {exc.orig}"
+            ) from None
+
+    def session(self) -> Session:
+        """A new Session; the caller owns its transaction."""
+        return self._sessions()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A Session inside one transaction: committed on success, rolled back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        """Close every pooled connection (call before fork, and at shutdown)."""
+        self.engine.dispose()
+
+
+def _engine(url: str, dialect: str, database: str | None) -> Engine:
+    if dialect != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,220 @@
+"""Test a function in-process: send typed events, get typed replies.
+
+```python
+from cascade.testing import FunctionClient
+
+with FunctionClient(fn) as client:
+    result = client.send(GreetingRequested(name="Ada"))
+    assert result.status == 200
+    assert result.reply(GreetingSent).message == "Hello, Ada!"
+```
+
+The client runs :func:`cascade.create_app` behind Flask's test client with a throw-away
+SQLite folder, its own Prometheus registry and an in-memory span exporter (``spans()``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar, overload
+from urllib.parse import unquote
+
+import orjson
+from flask.testing import FlaskClient
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from werkzeug.datastructures import Headers
+
+from cascade.app import Runtime, create_app, runtime_of
+from cascade.events import Event, bound_type
+from cascade.events import registry as global_registry
+from cascade.function import Function
+from cascade.reply import now_rfc3339
+from cascade.settings import Settings
+
+__all__ = ["EventResult", "FunctionClient"]
+
+E = TypeVar("E", bound=Event)
+
+
+class EventResult:
+    """The answer to one delivery, with the reply decoded on demand."""
+
+    def __init__(self, status: int, headers: Headers, body: bytes, function: Function) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self._function = function
+
+    def __repr__(self) -> str:
+        return f"EventResult(status={self.status}, type={self.attributes.get('type')!r})"
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        """The reply's CloudEvents attributes (binary mode headers, percent-decoded)."""
+        found = {
+            name[3:].lower(): unquote(value)
+            for name, value in self.headers.items()
+            if name.lower().startswith("ce-")
+        }
+        content_type = self.headers.get("Content-Type")
+        if found and content_type:
+            found["datacontenttype"] = content_type
+        return found
+
+    @property
+    def problem(self) -> dict[str, Any] | None:
+        """The problem-details document of an error answer."""
+        if self.headers.get("Content-Type", "").startswith("application/problem+json"):
+            document: dict[str, Any] = orjson.loads(self.body)
+            return document
+        return None
+
+    @overload
+    def reply(self, model: type[E]) -> E: ...
+    @overload
+    def reply(self, model: None = None) -> Event | None: ...
+    def reply(self, model: type[Event] | None = None) -> Event | None:
+        """Decode the reply's data into ``model`` (default: the model of its type)."""
+        event_type = self.attributes.get("type")
+        if event_type is None:
+            if model is not None:
+                raise AssertionError(f"expected a {model.__name__} reply, got HTTP {self.status}")
+            return None
+        if model is None:
+            model = self._function.registry.get(event_type) or global_registry.get(event_type)
+            if model is None:
+                raise LookupError(f"no model registered for reply type {event_type!r}")
+        elif bound_type(model) != event_type:
+            raise AssertionError(f"reply is {event_type!r}, not {bound_type(model)!r}")
+        return model.model_validate_json(self.body)
+
+
+class FunctionClient:
+    """An in-process client for one function."""
+
+    def __init__(
+        self,
+        function: Function,
+        settings: Settings | None = None,
+        *,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        self.function = function
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if settings is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="cascade-test-")
+            settings = Settings(data_dir=Path(self._tmp.name))
+        self.settings = settings
+        self.exporter = InMemorySpanExporter()
+        if tracer_provider is None:
+            tracer_provider = TracerProvider(shutdown_on_exit=False)
+            tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer_provider = tracer_provider
+        self.registry = CollectorRegistry()
+        self.app = create_app(
+            function, settings, registry=self.registry, tracer_provider=tracer_provider
+        )
+        self.http: FlaskClient = self.app.test_client()
+
+    @property
+    def runtime(self) -> Runtime:
+        return runtime_of(self.app)
+
+    # ------------------------------------------------------------------ sending
+
+    def send(
+        self,
+        event: Event,
+        *,
+        event_id: str | None = None,
+        source: str = "/cascade/testing",
+        subject: str | None = None,
+        partitionkey: str | None = None,
+        extensions: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        structured: bool = False,
+        specversion: str = "1.0",
+    ) -> EventResult:
+        """Deliver ``event`` (binary mode unless ``structured``); ``headers`` are extra HTTP
+        headers such as ``traceparent``."""
+        attributes = {
+            "specversion": specversion,
+            "id": event_id or str(uuid.uuid4()),
+            "source": source,
+            "type": bound_type(type(event)),
+            "time": now_rfc3339(),
+        }
+        if subject is not None:
+            attributes["subject"] = subject
+        if partitionkey is not None:
+            attributes["partitionkey"] = partitionkey
+        attributes.update(extensions or {})
+        data = event.to_json_bytes()
+        if structured:
+            document: dict[str, Any] = dict(attributes)
+            document["datacontenttype"] = "application/json"
+            document["data"] = orjson.loads(data)
+            request_headers = {"Content-Type": "application/cloudevents+json"}
+            body = orjson.dumps(document)
+        else:
+            request_headers = {f"ce-{k}": v for k, v in attributes.items()}
+            request_headers["Content-Type"] = "application/json"
+            body = data
+        request_headers.update(headers or {})
+        return self.post(request_headers, body)
+
+    def post(self, headers: Mapping[str, str], body: bytes = b"", path: str = "/") -> EventResult:
+        """POST raw headers and body (for malformed-input tests)."""
+        response = self.http.post(path, headers=dict(headers), data=body)
+        return self._result(response)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> EventResult:
+        response = self.http.open(path, method=method, **kwargs)
+        return self._result(response)
+
+    def get(self, path: str) -> EventResult:
+        return self.request("GET", path)
+
+    def _result(self, response: Any) -> EventResult:
+        try:
+            return EventResult(
+                response.status_code, Headers(response.headers), response.get_data(), self.function
+            )
+        finally:
+            response.close()
+
+    # ------------------------------------------------------------------ inspection
+
+    def spans(self) -> list[ReadableSpan]:
+        """Spans finished so far (only with the client's own tracer provider)."""
+        return list(self.exporter.get_finished_spans())
+
+    def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float:
+        """A sample's value from the function's registry (0.0 when absent)."""
+        value = self.registry.get_sample_value(name, dict(labels or {}))
+        return 0.0 if value is None else value
+
+    def close(self) -> None:
+        self.runtime.close()
+        self.exporter.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
