@@ -45,6 +45,7 @@ __all__ = [
     "MatchAll",
     "NotFilter",
     "compile_trigger_filter",
+    "iso_instant",
 ]
 
 ATTRIBUTE_KEY_PATTERN: Final = "^[a-z][a-z0-9]*$"

@@ -235,12 +235,44 @@ def test_nested_combination() -> None:
     assert f.matches({**EVENT, "id": "x", "subject": "vip"})
 
 
+def test_cesql_dialect_matches_boolean_true_without_errors() -> None:
+    # CESQL itself is covered by test_cesql.py; here the wiring of the dialect.
+    f = compile_filters({"cesql": "knativekafkapartition = 3 AND type LIKE '%.created'"})
+    assert f.matches(EVENT)
+    assert not f.matches({**EVENT, "knativekafkapartition": "4"})
+    assert not compile_filters({"cesql": "missingext = 'x'"}).matches(EVENT)
+    assert not compile_filters({"cesql": "'true'"}).matches(EVENT)  # not a boolean
+
+
+def test_not_over_cesql_passes_when_cesql_fails_on_a_missing_attribute() -> None:
+    # Kafka's NotFilter only sees the CESQL filter's false; the error does not propagate.
+    f = compile_filters({"not": {"cesql": "missingext = 'x'"}})
+    assert f.matches(EVENT)
+
+
+def test_cesql_inside_any_and_all() -> None:
+    f = compile_filters(
+        {
+            "any": [
+                {"cesql": "region IN ('us', 'apac')"},
+                {"all": [{"exact": {"region": "eu-west"}}, {"cesql": "EXISTS subject"}]},
+            ]
+        }
+    )
+    assert f.matches(EVENT)
+    assert f.matches({"region": "us"})
+    assert not f.matches({"region": "eu-west"})
+
+
 def test_cesql_dialect_is_validated() -> None:
-    # CESQL itself is covered by test_cesql.py; here only the wiring of the dialect.
     with pytest.raises(FilterValidationError) as info:
         compile_filters({"cesql": "type = "})
     assert info.value.field == "spec.filters[0].cesql"
-    assert "invalid CESQL expression" in str(info.value)
+    assert str(info.value) == (
+        "spec.filters[0].cesql: invalid CESQL expression: column 7: "
+        "unexpected end of the expression; expected one of: '(', '-', EXISTS, FALSE, NOT, "
+        "TRUE, a string literal, an attribute or function name, an integer"
+    )
 
 
 # --- §2.2 validation ------------------------------------------------------------------------
@@ -285,6 +317,12 @@ def test_cesql_dialect_is_validated() -> None:
         ({"filters": [{"any": {"exact": {"a": "1"}}}]}, "spec.filters[0].any", "must be a list"),
         ({"filters": [{"not": [{"exact": {"a": "1"}}]}]}, "spec.filters[0].not", "got list"),
         ({"filters": [{"cesql": 5}]}, "spec.filters[0].cesql", "must be a string"),
+        ({"filters": [{"cesql": ""}]}, "spec.filters[0].cesql", "expression is empty"),
+        (
+            {"filters": [{"any": [{"cesql": "a = 'x"}]}]},
+            "spec.filters[0].any[0].cesql",
+            "unterminated string literal",
+        ),
         ({"filters": "type = x"}, "spec.filters", "must be a list"),
         ({"filters": ["exact"]}, "spec.filters[0]", "must be a mapping"),
         ({"filter": "x"}, "spec.filter", "must be a mapping"),

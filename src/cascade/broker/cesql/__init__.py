@@ -19,19 +19,27 @@ sent as ``ce-count: 5`` is the string ``"5"``). The implicit casts of spec §3.7
 - ``x IN (1, 2)`` casts every element to the type of ``x`` (String here): ``'1'``, ``'2'``.
 - ``x LIKE 'a%'`` compares strings; a non-string left operand is cast to String.
 
-Errors. ``evaluate`` returns the value and the errors collected (complete evaluation, each
-error a string ``"<Kind>: <message>"`` whose ``kind`` is one of the error types of spec §3.3).
+Errors. ``evaluate`` returns the value and the errors collected (complete evaluation by
+default, fail-fast on request); each error is a string ``"<Kind>: <message>"`` whose
+``kind`` is one of the error types of spec §3.3.
 A subexpression that reads a missing attribute yields the zero value of its type (false,
 0 or ""); a bare missing attribute yields false. ``matches`` is true only for a boolean
 true result with no error at all (§2.4 of the broker semantics; spec §1.2).
 
-Where the SDKs disagree with the written spec, this module follows the spec when it is
-explicit (``NOT 10`` is false: Integer→Boolean casts are defined in v1; ``'it''s'`` keeps
-both quotes, as the SDKs do) and the Java SDK of the Kafka broker otherwise (right-grouping
-``AND``/``OR``/``XOR``, see ``_parser``). Integer overflow in ``+ - * /``, unary minus and
-``ABS`` gives a MathError (``ABS`` returns 2147483647, the others 0). Unknown functions
-parse (as in Knative) but evaluate to false plus a MissingFunctionError; they are listed in
-``Expression.warnings``.
+Choices where the spec, its TCK and the SDKs differ:
+
+- ``NOT 10`` is false: v1 defines Integer→Boolean casts (the TCK still expects a CastError).
+- Grouping of ``AND``/``OR``/``XOR`` and the context-free lexing of signed integers follow
+  the SDK grammar (see ``_parser``): ``a AND b OR c`` is ``a AND (b OR c)``.
+- In string literals only the delimiting quote is unescaped: ``'it''s'`` keeps both quotes
+  and other backslashes stay in the value, as in the SDKs.
+- Attribute names are lower-cased (``EXISTS SOURCE`` is true), as the Go SDK does.
+- ``_`` and ``%`` in ``LIKE`` also match line breaks (Java's regex ``.`` would not).
+- ``EXISTS`` looks at the attributes given; the broker always passes the required ones.
+- Overflow in ``+ - * /`` and unary minus gives 0 plus a MathError (Java would wrap around);
+  ``ABS(-2147483648)`` is 2147483647 plus a MathError, as specified.
+- Unknown functions parse (as in Knative) but evaluate to false plus a
+  MissingFunctionError; ``Expression.warnings`` lists them.
 """
 
 from __future__ import annotations
