@@ -192,7 +192,14 @@ def _add_event_route(app: Flask, runtime: Runtime) -> None:
             metrics.reject(413)
             return _problem(413, f"body of {length} bytes exceeds the {max_body}-byte limit")
         try:
-            body = request.get_data(cache=False)
+            if length is None and environ.get("wsgi.input_terminated"):
+                # Chunked: werkzeug would silently truncate at the limit, so read one byte
+                # more ourselves and refuse rather than lose data.
+                body = environ["wsgi.input"].read(max_body + 1)
+                if len(body) > max_body:
+                    raise RequestEntityTooLarge()
+            else:
+                body = request.get_data(cache=False)
             message = parse_wsgi(environ, body)
         except RequestEntityTooLarge:
             metrics.reject(413)

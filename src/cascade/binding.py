@@ -13,6 +13,8 @@ filling in a missing ``id`` or ``time`` is prevented by checking required attrib
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -214,11 +216,31 @@ def _parse_structured(body: bytes) -> CloudEventMessage:
     if "data" in document and "data_base64" in document:
         raise BindingError(400, "structured CloudEvent has both 'data' and 'data_base64'")
     _validate(attributes)
+    _check_base64(document, attributes)
     event = _sdk_event(body, attributes["specversion"])
     if attributes.get("specversion") == "0.3":
         attributes.pop("datacontentencoding", None)  # a body encoding, consumed here
     data = _data_bytes(event.get_data(), attributes.get("datacontenttype"))
     return CloudEventMessage(attributes, data, "structured")
+
+
+def _check_base64(document: dict[str, Any], attributes: Mapping[str, str]) -> None:
+    # The SDK decodes leniently (invalid characters are skipped): check strictly first so
+    # malformed data is refused rather than silently altered.
+    if "data_base64" in document:
+        encoded, where = document["data_base64"], "data_base64"
+    elif attributes.get("datacontentencoding", "").lower() == "base64":
+        encoded, where = document.get("data"), "data (datacontentencoding base64)"
+    else:
+        return
+    if encoded is None:
+        return
+    try:
+        if not isinstance(encoded, str):
+            raise ValueError("not a string")
+        base64.b64decode(encoded, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise BindingError(400, f"invalid CloudEvent data: {where} is not base64 ({exc})") from None
 
 
 def _sdk_event(body: bytes, specversion: str) -> BaseCloudEvent:

@@ -14,8 +14,10 @@ is validated into it on the way in and serialized from it on the way out. A subc
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -82,7 +84,7 @@ class EventRegistry:
                     f"CloudEvents type {event_type!r} is already bound to "
                     f"{_origin(known)}; {_origin(model)} cannot bind it too"
                 )
-            # Same module and name: a re-import (tests, reloads); the newest class wins.
+            # Same file and name: a re-import (tests, reloads); the newest class wins.
             self._models[event_type] = model
 
     def get(self, event_type: str) -> type[Event] | None:
@@ -112,7 +114,13 @@ class EventRegistry:
 
 
 def _origin(model: type[Event]) -> str:
-    return f"{model.__module__}.{model.__qualname__}"
+    # The defining file, not the module name: one file imported under two names (a test
+    # importing functions/x/func.py as a package module, `cascade serve` loading it by
+    # path) defines the same contract twice, which is not a conflict.
+    module = sys.modules.get(model.__module__)
+    file = getattr(module, "__file__", None)
+    where = str(Path(file).resolve()) if file else model.__module__
+    return f"{where}:{model.__qualname__}"
 
 
 registry = EventRegistry()

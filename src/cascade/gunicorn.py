@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 from pathlib import Path
 from types import FrameType
@@ -51,8 +52,9 @@ def gunicorn_options(function: Function, settings: Settings) -> dict[str, Any]:
         "threads": settings.threads,
         # sync gave the best throughput/latency here (toolchain.md); threads > 1 → gthread.
         "worker_class": "sync",
-        "graceful_timeout": settings.graceful_timeout_seconds,
-        "timeout": settings.timeout_seconds,
+        # gunicorn wants whole seconds.
+        "graceful_timeout": math.ceil(settings.graceful_timeout_seconds),
+        "timeout": math.ceil(settings.timeout_seconds),
         "control_socket_disable": True,
         "accesslog": None,
         "errorlog": "-",

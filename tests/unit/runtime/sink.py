@@ -1,0 +1,61 @@
+"""A scripted HTTP sink on 127.0.0.1 that records what it receives (for publisher tests)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Self
+
+
+class Sink:
+    """Answers POSTs with the scripted statuses in order (then 202), recording each request."""
+
+    def __init__(self, statuses: Iterable[int] = (), headers: dict[str, str] | None = None) -> None:
+        self.statuses = list(statuses)
+        self.extra_headers = headers or {}
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                with sink._lock:
+                    sink.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                    status = sink.statuses.pop(0) if sink.statuses else 202
+                self.send_response(status)
+                for name, value in sink.extra_headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "4")
+                self.end_headers()
+                self.wfile.write(b"nope")
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/ns/broker"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
