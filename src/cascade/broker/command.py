@@ -1,11 +1,149 @@
-"""`cascade broker`: placeholder until the broker lands."""
+"""``cascade broker``: run the local Knative-Kafka-class broker over Broker/Trigger manifests."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
 import click
+
+from cascade.broker.banner import loop_risks, render_startup
+from cascade.broker.log.base import LogError
+from cascade.broker.log.factory import LogKind
+from cascade.broker.manifests import ManifestError, Topology, load_topology
+from cascade.broker.server import BrokerServer
+from cascade.broker.settings import DEFAULT_MAX_EVENT_BYTES, BrokerSettings
+from cascade.telemetry.tracing import setup_tracing
+
+__all__ = ["broker"]
+
+logger = logging.getLogger("cascade.broker")
+
+EXIT_MANIFEST_ERROR = 2
+EXIT_START_FAILED = 1
 
 
 @click.command()
-def broker() -> None:
-    """Run the local Knative-Kafka-class broker."""
-    raise click.ClickException("not implemented yet")
+@click.option(
+    "-f",
+    "--filename",
+    "files",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Broker/Trigger/Service manifest (YAML file or folder); repeatable.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--log",
+    "log_kind",
+    type=click.Choice(["sqlite", "memory", "kafka"]),
+    default="sqlite",
+    show_default=True,
+    help="Where events are stored: durable sqlite files, memory, or a Kafka cluster.",
+)
+@click.option("--bootstrap-servers", help="Kafka HOST:PORT[,HOST:PORT] for --log kafka.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".cascade"),
+    show_default=True,
+    help="Folder of the sqlite logs.",
+)
+@click.option("--partitions", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--max-inflight",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Deliveries at once per unordered Trigger.",
+)
+@click.option(
+    "--max-event-bytes",
+    default=DEFAULT_MAX_EVENT_BYTES,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest event (attributes + data) the ingress stores; larger ones get 503.",
+)
+@click.option(
+    "--max-hops",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Opt-in loop guard: drop replies more than N replies away from a produced event.",
+)
+@click.option(
+    "--drain-seconds",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="On SIGTERM, how long in-flight deliveries may finish before they are abandoned.",
+)
+def broker(
+    files: tuple[Path, ...],
+    host: str,
+    port: int,
+    log_kind: LogKind,
+    bootstrap_servers: str | None,
+    data_dir: Path,
+    partitions: int,
+    max_inflight: int,
+    max_event_bytes: int,
+    max_hops: int | None,
+    drain_seconds: float,
+) -> None:
+    """Run the local Knative-Kafka-class broker (see docs/broker.md)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        topology = load_topology(list(files))
+    except ManifestError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_MANIFEST_ERROR)
+    try:
+        settings = BrokerSettings(
+            host=host,
+            port=port,
+            log_kind=log_kind,
+            bootstrap_servers=bootstrap_servers,
+            data_dir=data_dir,
+            partitions=partitions,
+            max_inflight=max_inflight,
+            max_event_bytes=max_event_bytes,
+            max_hops=max_hops,
+            drain_seconds=drain_seconds,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    setup_tracing("cascade-broker")
+    sys.exit(asyncio.run(_serve(topology, settings)))
+
+
+async def _serve(topology: Topology, settings: BrokerSettings) -> int:
+    server = BrokerServer(topology, settings)
+    try:
+        await server.start()
+    except (OSError, LogError, ValueError) as exc:
+        click.echo(f"error: cannot start the broker: {exc}", err=True)
+        await server.stop()
+        return EXIT_START_FAILED
+    click.echo(render_startup(topology, server.ingress_url))
+    for warning in loop_risks(topology.triggers):
+        logger.warning("%s", warning)
+    if settings.max_hops is not None:
+        logger.info("loop guard on: replies beyond %d hops are dropped", settings.max_hops)
+    click.echo(f"cascade broker ready on http://{settings.host}:{server.port}")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    logger.info("shutting down: refusing new events, finishing in-flight deliveries")
+    await server.stop()
+    logger.info("stopped")
+    return 0

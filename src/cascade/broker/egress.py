@@ -1,0 +1,184 @@
+"""What happens to one record for one Trigger (the Kafka dispatcher's RecordDispatcherImpl).
+
+1. Add ``knativekafkapartition`` / ``knativekafkaoffset`` (§6.8), then run the filter (§2).
+2. Deliver to the subscriber with retries (§3). On success, a CloudEvent answer is a reply and is
+   stored in the log (§5); an empty answer is plain success; any other body is a failure.
+3. On failure, send to the dead-letter sink with the error extensions (§4), same policy; a
+   CloudEvent answer from the sink is stored too. Without a sink, or if it fails, the event is
+   dropped (the cursor moves on, §4.3).
+
+``process`` returns only when the record is finished, so the caller may then mark it committable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from cascade.broker.dead_letter import dead_letter_event
+from cascade.broker.delivery import DeliveryResult, HttpResponse, RetryPolicy, deliver
+from cascade.broker.event import Record, StoredEvent
+from cascade.broker.filters import Filter
+from cascade.broker.metrics import BrokerMetrics, Outcome
+from cascade.broker.replies import HOPS_EXTENSION, AnswerKind, hops_of, interpret_answer, with_hop
+from cascade.broker.sender import AttemptTarget, HttpSender
+
+__all__ = ["EgressConfig", "Publish", "TriggerEgress", "with_kafka_metadata"]
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[StoredEvent, Mapping[str, str]], Awaitable[object]]
+"""Stores a reply in the Broker's log, with its trace headers; raises when it cannot."""
+
+
+@dataclass(frozen=True)
+class EgressConfig:
+    namespace: str
+    trigger: str
+    subscriber: str
+    filter: Filter
+    policy: RetryPolicy
+    dead_letter_sink: str | None
+
+
+def with_kafka_metadata(record: Record) -> StoredEvent:
+    """The event as the Kafka dispatcher hands it on: with its partition and offset (§6.8)."""
+    attributes = dict(record.event.attributes)
+    attributes["knativekafkapartition"] = str(record.partition)
+    attributes["knativekafkaoffset"] = str(record.offset)
+    return StoredEvent(attributes, record.event.data)
+
+
+class TriggerEgress:
+    def __init__(
+        self,
+        config: EgressConfig,
+        sender: HttpSender,
+        publish: Publish,
+        metrics: BrokerMetrics,
+        *,
+        max_hops: int | None = None,
+    ) -> None:
+        self.config = config
+        self._sender = sender
+        self._publish = publish
+        self._metrics = metrics
+        self._max_hops = max_hops
+        self._label = f"{config.namespace}/{config.trigger}"
+
+    async def process(self, record: Record) -> None:
+        """Filter, deliver, reply or dead-letter one record; return when it is finished."""
+        event = with_kafka_metadata(record)
+        if not self.config.filter.matches(event.attributes):
+            return
+        subscriber = AttemptTarget(
+            self.config.subscriber, self.config.namespace, self.config.trigger, "subscriber"
+        )
+        result = await self._deliver(subscriber, event, record.headers)
+        if result.succeeded:
+            assert result.response is not None
+            problem = await self._handle_answer(event, result.response, "subscriber")
+            if problem is None:
+                self._count(Outcome.DELIVERED)
+                return
+            logger.warning(
+                "trigger %s: subscriber %s answered %s; dead-lettering event %s without retry",
+                self._label,
+                self.config.subscriber,
+                problem,
+                event.attributes.get("id"),
+            )
+            failed = dead_letter_event(event, self.config.subscriber, None)
+        else:
+            failed = dead_letter_event(event, self.config.subscriber, result.response)
+            logger.info(
+                "trigger %s: delivery of event %s to %s failed: %s",
+                self._label,
+                event.attributes.get("id"),
+                self.config.subscriber,
+                result.describe(),
+            )
+        await self._dead_letter(failed, record.headers)
+
+    async def _deliver(
+        self, target: AttemptTarget, event: StoredEvent, record_headers: Mapping[str, str]
+    ) -> DeliveryResult:
+        async def send_once(attempt: int, timeout: float) -> HttpResponse:
+            return await self._sender.send(target, event, record_headers, attempt, timeout)
+
+        return await deliver(
+            send_once, self.config.policy, on_retry=lambda _attempt: self._count(Outcome.RETRIED)
+        )
+
+    async def _dead_letter(self, event: StoredEvent, record_headers: Mapping[str, str]) -> None:
+        sink = self.config.dead_letter_sink
+        event_id = event.attributes.get("id")
+        if sink is None:
+            self._count(Outcome.DROPPED)
+            logger.warning(
+                "trigger %s: event %s dropped: delivery failed and there is no dead-letter sink",
+                self._label,
+                event_id,
+            )
+            return
+        target = AttemptTarget(sink, self.config.namespace, self.config.trigger, "dead-letter sink")
+        result = await self._deliver(target, event, record_headers)
+        if not result.succeeded:
+            self._count(Outcome.DROPPED)
+            logger.warning(
+                "trigger %s: event %s dropped: dead-letter sink %s failed: %s",
+                self._label,
+                event_id,
+                sink,
+                result.describe(),
+            )
+            return
+        assert result.response is not None
+        problem = await self._handle_answer(event, result.response, "dead-letter sink")
+        if problem is not None:
+            logger.warning(
+                "trigger %s: dead-letter sink %s took event %s but answered %s",
+                self._label,
+                sink,
+                event_id,
+                problem,
+            )
+        self._count(Outcome.DEAD_LETTERED)
+
+    async def _handle_answer(
+        self, answered: StoredEvent, response: HttpResponse, source: str
+    ) -> str | None:
+        """Store a reply if the answer is one; None when all went well, else the problem."""
+        answer = interpret_answer(response)
+        if answer.kind is AnswerKind.NO_REPLY:
+            return None
+        if answer.kind is AnswerKind.MALFORMED:
+            return f"a body that is not a CloudEvent ({answer.problem})"
+        assert answer.event is not None
+        reply = answer.event
+        if self._max_hops is not None:
+            reply = with_hop(reply, answered)
+            if hops_of(reply) > self._max_hops:
+                self._count(Outcome.DROPPED)
+                logger.warning(
+                    "trigger %s: reply %s (type %s) from the %s dropped: %s=%d is over "
+                    "--max-hops %d (a reply loop?)",
+                    self._label,
+                    reply.attributes.get("id"),
+                    reply.attributes.get("type"),
+                    source,
+                    HOPS_EXTENSION,
+                    hops_of(reply),
+                    self._max_hops,
+                )
+                return None
+        try:
+            await self._publish(reply, response.trace_headers)
+        except Exception as exc:  # the log is down: Kafka sends the original to the DLS
+            logger.error("trigger %s: storing a reply failed: %s", self._label, exc)
+            return f"a reply that could not be stored ({exc})"
+        return None
+
+    def _count(self, outcome: Outcome) -> None:
+        self._metrics.delivery(self.config.namespace, self.config.trigger, outcome)

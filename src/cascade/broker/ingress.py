@@ -1,0 +1,148 @@
+"""The Broker ingress, checks in the Kafka receiver's order (§1.2-§1.5).
+
+The caller (server.py) has already answered probes and non-POST methods (405). Here:
+unknown path → 404 before the body is read; not a CloudEvent, a batch, missing or malformed
+``id``/``source``/``type``/``time``/``specversion`` → 400; an event over the size limit or a
+failed store → 503; stored durably → 202. Every answer has an empty body. The event is stored as
+received: binary bodies untouched, structured JSON turned into the binary form, nothing added.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from cascade.broker.appender import Appender
+from cascade.broker.event import StoredEvent
+from cascade.broker.http_event import (
+    ContentMode,
+    InvalidEvent,
+    binary_attributes,
+    content_mode,
+    event_size,
+    structured_event,
+)
+from cascade.broker.log.base import LogError
+from cascade.broker.metrics import BrokerMetrics
+from cascade.broker.tracing import BrokerTracing, headers_for, incoming_context
+
+__all__ = ["REASON_HEADER", "BrokerEndpoint", "Ingress", "broker_path"]
+
+REASON_HEADER = "Cascade-Error"
+
+logger = logging.getLogger(__name__)
+
+
+def broker_path(namespace: str, name: str) -> str:
+    return f"/{namespace}/{name}"
+
+
+@dataclass(frozen=True)
+class BrokerEndpoint:
+    namespace: str
+    name: str
+    appender: Appender
+
+
+class Ingress:
+    def __init__(
+        self,
+        endpoints: Mapping[str, BrokerEndpoint],
+        metrics: BrokerMetrics,
+        tracing: BrokerTracing,
+        *,
+        max_event_bytes: int,
+        draining: Callable[[], bool],
+    ) -> None:
+        self._endpoints = dict(endpoints)
+        self._metrics = metrics
+        self._tracing = tracing
+        self._max_event_bytes = max_event_bytes
+        self._draining = draining
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """A POST to ``/<namespace>/<broker>`` (one trailing slash allowed)."""
+        path = request.path
+        if path.endswith("/"):
+            path = path[:-1]
+        endpoint = self._endpoints.get(path)
+        if endpoint is None:
+            return self._reject(404, "no broker at this path", request.path)
+        if self._draining():
+            return self._reject(503, "the broker is shutting down", request.path)
+        headers = request.headers
+        content_type = headers.get("Content-Type")
+        mode = content_mode(content_type)
+        attributes: dict[str, str] | None = None
+        try:
+            if mode is ContentMode.BATCH:
+                raise InvalidEvent("batched content mode is not supported")
+            if mode is ContentMode.BINARY:
+                attributes = binary_attributes(headers)
+        except InvalidEvent as exc:
+            return self._reject(400, str(exc), request.path)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._reject(503, "event larger than --max-event-bytes", request.path)
+        try:
+            if attributes is None:
+                event = structured_event(content_type or "", body)
+            else:
+                event = StoredEvent(attributes, body)
+        except InvalidEvent as exc:
+            return self._reject(400, str(exc), request.path)
+        size = event_size(event)
+        if size > self._max_event_bytes:
+            return self._reject(
+                503, f"event of {size} bytes is over --max-event-bytes", request.path
+            )
+        return await self._store(endpoint, event, headers)
+
+    async def _store(
+        self, endpoint: BrokerEndpoint, event: StoredEvent, headers: Mapping[str, str]
+    ) -> web.Response:
+        parent = incoming_context(headers)
+        span = None
+        record_headers: dict[str, str] | None = None
+        if parent is not None:
+            span = self._tracing.ingress_span(
+                parent, f"{endpoint.namespace}/{endpoint.name}", event
+            )
+            record_headers = headers_for(span, parent)
+        status = 202
+        try:
+            await endpoint.appender.append(event, record_headers)
+        except LogError as exc:
+            status = 503
+            logger.error(
+                "broker %s/%s: event %s not stored: %s",
+                endpoint.namespace,
+                endpoint.name,
+                event.attributes.get("id"),
+                exc,
+            )
+        finally:
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+                span.end()
+        if status != 202:
+            return self._reject(
+                status, "storing the event failed", f"/{endpoint.namespace}/{endpoint.name}"
+            )
+        self._metrics.accepted(endpoint.namespace, endpoint.name)
+        return web.Response(status=202)
+
+    def _reject(self, status: int, reason: str, path: str) -> web.Response:
+        self._metrics.rejected(status)
+        logger.info("ingress %s: %d %s", path, status, reason)
+        # The body stays empty as on Knative; the reason rides in a header for people with curl.
+        return web.Response(status=status, headers={REASON_HEADER: _header_safe(reason)})
+
+
+def _header_safe(text: str) -> str:
+    printable = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return printable[:300]

@@ -1,0 +1,108 @@
+"""One HTTP delivery attempt in binary mode, with the headers of §8.1 and a CLIENT span.
+
+Headers sent: ``ce-*`` for every attribute and extension, ``Content-Type`` from
+``datacontenttype`` (nothing when unset), ``Prefer: reply``, ``Kn-Namespace`` (the Trigger's
+namespace) and W3C trace headers only when the record carries trace context (§7.1). No header
+of the producer's request is forwarded: only the CloudEvent was stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from opentelemetry.trace import Span, Status, StatusCode
+
+from cascade.broker.delivery import HttpResponse, TransportError, Verdict, classify
+from cascade.broker.event import StoredEvent
+from cascade.broker.http_event import binary_headers
+from cascade.broker.metrics import BrokerMetrics
+from cascade.broker.tracing import BrokerTracing, headers_for, incoming_context
+
+__all__ = ["AttemptTarget", "HttpSender"]
+
+_NO_CONTENT_TYPE = frozenset({"Content-Type"})
+
+
+@dataclass(frozen=True)
+class AttemptTarget:
+    """Where and for whom an attempt goes: ``kind`` is ``subscriber`` or ``dead-letter sink``."""
+
+    url: str
+    namespace: str
+    trigger: str
+    kind: str
+
+
+class HttpSender:
+    def __init__(
+        self, session: aiohttp.ClientSession, tracing: BrokerTracing, metrics: BrokerMetrics
+    ) -> None:
+        self._session = session
+        self._tracing = tracing
+        self._metrics = metrics
+
+    async def send(
+        self,
+        target: AttemptTarget,
+        event: StoredEvent,
+        record_headers: Mapping[str, str],
+        attempt: int,
+        timeout: float,
+    ) -> HttpResponse:
+        """POST the event once; raise TransportError when no response came back."""
+        headers = binary_headers(event.attributes)
+        headers["Prefer"] = "reply"
+        headers["Kn-Namespace"] = target.namespace
+        trace_headers: dict[str, str] = {}
+        parent = incoming_context(record_headers)
+        span = None
+        if parent is not None:
+            span = self._tracing.attempt_span(
+                parent,
+                trigger=f"{target.namespace}/{target.trigger}",
+                target=target.kind,
+                url=target.url,
+                attempt=attempt,
+                event=event,
+            )
+            trace_headers = headers_for(span, parent)
+            headers.update(trace_headers)
+        # aiohttp would otherwise label the body application/octet-stream.
+        skip = () if "Content-Type" in headers else _NO_CONTENT_TYPE
+        started = time.perf_counter()
+        status: int | None = None
+        try:
+            async with self._session.post(
+                target.url,
+                data=event.data,
+                headers=headers,
+                skip_auto_headers=skip,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as answer:
+                body = await answer.read()
+                status = answer.status
+                return HttpResponse(status, answer.headers, body, trace_headers)
+        except TimeoutError as exc:
+            raise TransportError(f"timed out after {timeout:g}s") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._metrics.attempt_latency(
+                target.namespace, target.trigger, time.perf_counter() - started
+            )
+            if span is not None:
+                _end_attempt_span(span, status)
+
+
+def _end_attempt_span(span: Span, status: int | None) -> None:
+    outcome = classify(status).value if status is not None else "transport-error"
+    span.set_attribute("cascade.delivery.outcome", outcome)
+    if status is not None:
+        span.set_attribute("http.response.status_code", status)
+    if outcome != Verdict.SUCCESS.value:
+        span.set_status(Status(StatusCode.ERROR, outcome))
+    span.end()

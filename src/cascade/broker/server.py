@@ -1,0 +1,223 @@
+"""The broker process: one log per Broker, one dispatcher per Trigger, one HTTP server.
+
+Everything runs on one asyncio loop (aiohttp server and client); log I/O goes to a thread pool.
+Start order matters: Trigger cursors are placed before the ingress opens, so no event accepted
+by this process can land before a new Trigger's starting offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from cascade.broker.admin import Admin, TriggerView
+from cascade.broker.appender import Appender
+from cascade.broker.delivery import RetryPolicy
+from cascade.broker.dispatcher import TriggerDispatcher
+from cascade.broker.egress import EgressConfig, TriggerEgress
+from cascade.broker.ingress import BrokerEndpoint, Ingress, broker_path
+from cascade.broker.log.base import BrokerLog
+from cascade.broker.log.factory import open_log
+from cascade.broker.manifests import Topology, TriggerConfig
+from cascade.broker.metrics import BrokerMetrics
+from cascade.broker.sender import HttpSender
+from cascade.broker.settings import BrokerSettings
+from cascade.broker.tracing import BrokerTracing
+
+__all__ = ["BrokerServer", "describe_trigger"]
+
+logger = logging.getLogger(__name__)
+
+_LOG_THREADS = 8
+_MAX_CONNECTIONS_PER_HOST = 100  # the Kafka data plane's webclient maxPoolSize (§6.3)
+
+
+def describe_trigger(trigger: TriggerConfig) -> dict[str, Any]:
+    """A Trigger's static settings, as ``/-/triggers`` shows them."""
+    delivery = trigger.delivery
+    return {
+        "namespace": trigger.namespace,
+        "name": trigger.name,
+        "broker": trigger.broker,
+        "subscriber": trigger.subscriber,
+        "filter": trigger.filter_spec,
+        "ordered": trigger.ordered,
+        "group": trigger.group,
+        "delivery": {
+            "retry": delivery.retry,
+            "backoffPolicy": delivery.backoff_policy,
+            "backoffDelaySeconds": delivery.backoff_delay,
+            "timeoutSeconds": delivery.timeout,
+            "deadLetterSink": delivery.dead_letter_sink,
+        },
+    }
+
+
+class BrokerServer:
+    def __init__(
+        self,
+        topology: Topology,
+        settings: BrokerSettings,
+        *,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.topology = topology
+        self.settings = settings
+        self.metrics = BrokerMetrics(registry or CollectorRegistry())
+        self._tracing = BrokerTracing()
+        self._executor = ThreadPoolExecutor(_LOG_THREADS, thread_name_prefix="broker-log")
+        self._logs: dict[tuple[str, str], BrokerLog] = {}
+        self._appenders: dict[tuple[str, str], Appender] = {}
+        self._dispatchers: dict[tuple[str, str], list[TriggerDispatcher]] = defaultdict(list)
+        self._views: list[TriggerView] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._draining = False
+        self.port = settings.port
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def ingress_url(self, namespace: str, name: str) -> str:
+        return f"http://{self.settings.host}:{self.port}{broker_path(namespace, name)}"
+
+    async def start(self) -> None:
+        """Open the logs, place the Trigger cursors, then open the HTTP port."""
+        loop = asyncio.get_running_loop()
+        for key in sorted(self.topology.brokers):
+            log = await loop.run_in_executor(self._executor, self._open_log, *key)
+            self._logs[key] = log
+            self._appenders[key] = Appender(log, self._executor, self._notifier(key), max_batch=512)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=_MAX_CONNECTIONS_PER_HOST),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        sender = HttpSender(self._session, self._tracing, self.metrics)
+        for trigger in self.topology.triggers:
+            key = (trigger.namespace, trigger.broker)
+            if key not in self._logs:
+                logger.warning(
+                    "trigger %s/%s: broker %s/%s is not defined; the trigger is not ready",
+                    trigger.namespace,
+                    trigger.name,
+                    *key,
+                )
+                continue
+            dispatcher = self._dispatcher_for(trigger, sender)
+            await dispatcher.start()
+            self._dispatchers[key].append(dispatcher)
+            self._views.append(
+                TriggerView(trigger.namespace, trigger.name, describe_trigger(trigger), dispatcher)
+            )
+        await self._open_http()
+
+    async def stop(self) -> None:
+        """Drain: refuse new events, let in-flight work finish for a while, commit, close."""
+        self._draining = True
+        await asyncio.gather(*(appender.drain() for appender in self._appenders.values()))
+        dispatchers = [d for group in self._dispatchers.values() for d in group]
+        await asyncio.gather(*(d.stop(self.settings.drain_seconds) for d in dispatchers))
+        # Replies of the last deliveries may still be queued.
+        await asyncio.gather(*(appender.drain() for appender in self._appenders.values()))
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+        loop = asyncio.get_running_loop()
+        for log in self._logs.values():
+            await loop.run_in_executor(self._executor, log.close)
+        self._executor.shutdown(wait=True)
+
+    def _open_log(self, namespace: str, name: str) -> BrokerLog:
+        return open_log(
+            self.settings.log_kind,
+            namespace=namespace,
+            broker=name,
+            partitions=self.settings.partitions,
+            data_dir=self.settings.data_dir,
+            bootstrap_servers=self.settings.bootstrap_servers,
+        )
+
+    def _notifier(self, key: tuple[str, str]) -> Any:
+        def notify(positions: Sequence[tuple[int, int]]) -> None:
+            partitions = {partition for partition, _ in positions}
+            for dispatcher in self._dispatchers.get(key, ()):
+                for partition in partitions:
+                    dispatcher.notify(partition)
+
+        return notify
+
+    def _dispatcher_for(self, trigger: TriggerConfig, sender: HttpSender) -> TriggerDispatcher:
+        key = (trigger.namespace, trigger.broker)
+        spec = trigger.delivery
+        config = EgressConfig(
+            namespace=trigger.namespace,
+            trigger=trigger.name,
+            subscriber=trigger.subscriber,
+            filter=trigger.filter,
+            policy=RetryPolicy(spec.retry, spec.backoff, spec.timeout),
+            dead_letter_sink=spec.dead_letter_sink,
+        )
+        egress = TriggerEgress(
+            config,
+            sender,
+            self._appenders[key].append,
+            self.metrics,
+            max_hops=self.settings.max_hops,
+        )
+        return TriggerDispatcher(
+            name=f"{trigger.namespace}/{trigger.name}",
+            group=trigger.group,
+            log=self._logs[key],
+            executor=self._executor,
+            process=egress.process,
+            ordered=trigger.ordered,
+            max_inflight=self.settings.max_inflight,
+            commit_interval=self.settings.commit_interval,
+        )
+
+    async def _open_http(self) -> None:
+        endpoints = {
+            broker_path(*key): BrokerEndpoint(key[0], key[1], appender)
+            for key, appender in self._appenders.items()
+        }
+        ingress = Ingress(
+            endpoints,
+            self.metrics,
+            self._tracing,
+            max_event_bytes=self.settings.max_event_bytes,
+            draining=lambda: self._draining,
+        )
+        admin = Admin(self._views, self.metrics, self._executor, draining=lambda: self._draining)
+        admin_routes = admin.routes()
+
+        async def route(request: web.Request) -> web.StreamResponse:
+            # Probe first, then 405 for every other non-POST, then the ingress (§1.2).
+            if request.method in ("GET", "HEAD"):
+                handler = admin_routes.get(request.path)
+                if handler is not None:
+                    response: web.StreamResponse = await handler(request)
+                    return response
+            if request.method != "POST":
+                return web.Response(status=405)
+            return await ingress.handle(request)
+
+        # The body limit is the event limit: anything larger is refused with 503 (§1.5).
+        app = web.Application(client_max_size=self.settings.max_event_bytes)
+        app.router.add_route("*", "/{path:.*}", route)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        addresses = self._runner.addresses
+        if addresses:
+            self.port = int(addresses[0][1])

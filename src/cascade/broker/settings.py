@@ -1,0 +1,43 @@
+"""Settings of one ``cascade broker`` process, validated once at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cascade.broker.log.factory import LogKind
+
+__all__ = ["BrokerSettings"]
+
+DEFAULT_MAX_EVENT_BYTES = 1_048_576  # the Kafka producer's max.request.size (§1.5)
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_kind: LogKind = "sqlite"
+    bootstrap_servers: str | None = None
+    data_dir: Path = Path(".cascade")
+    partitions: int = 10  # kafka-broker-config default.topic.partitions (§6.7)
+    max_inflight: int = 50  # max.poll.records (§6.3)
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    max_hops: int | None = None  # opt-in loop guard; the Kafka class has none (§5.4)
+    drain_seconds: float = 5.0  # how long in-flight deliveries may finish on SIGTERM
+    commit_interval: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+        if self.partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {self.partitions}")
+        if self.max_inflight < 1:
+            raise ValueError(f"max-inflight must be >= 1, got {self.max_inflight}")
+        if self.max_event_bytes < 1:
+            raise ValueError(f"max-event-bytes must be >= 1, got {self.max_event_bytes}")
+        if self.max_hops is not None and self.max_hops < 1:
+            raise ValueError(f"max-hops must be >= 1, got {self.max_hops}")
+        if self.drain_seconds < 0:
+            raise ValueError(f"drain-seconds must be >= 0, got {self.drain_seconds}")
+        if self.log_kind == "kafka" and not self.bootstrap_servers:
+            raise ValueError("--log kafka needs --bootstrap-servers HOST:PORT")
