@@ -84,7 +84,10 @@ def serve(
 
 def prepare(function: Function, settings: Settings) -> None:
     """Master-side start checks: the store opens and its tables exist (before any fork)."""
-    store = Store(settings.database_url_for(function.name), function.metadata)
+    try:
+        store = Store(settings.database_url_for(function.name), function.metadata)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         if settings.idempotency or function.metadata is not None:
             store.create_all()

@@ -108,7 +108,10 @@ def _engine(url: str, dialect: str, database: str | None) -> Engine:
     if dialect != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of SQLite file {database}: {exc}") from None
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},

@@ -1,0 +1,93 @@
+"""Plain HTTP routes beside the CloudEvents endpoint (an order API that originates events)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import abort
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select
+
+from cascade import Event, Function, HttpContext
+from cascade.settings import Settings
+from cascade.testing import FunctionClient
+from tests.unit.runtime.sink import Sink
+
+metadata = MetaData()
+orders = Table(
+    "routes_orders",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("item", String(50)),
+)
+
+
+class OrderPlaced(Event, type="com.example.routes.order.placed"):
+    order_id: int
+    item: str
+
+
+api = Function("routes", metadata=metadata)
+
+
+@api.on(OrderPlaced)
+def ignore(event: OrderPlaced) -> None:
+    return None
+
+
+@api.route("/orders", methods=["POST"])
+def place(ctx: HttpContext) -> tuple[dict[str, object], int]:
+    payload = ctx.request.get_json(silent=True)
+    if not isinstance(payload, dict) or not isinstance(payload.get("item"), str):
+        abort(400, "body must be {'item': str}")
+    order_id = ctx.store.execute(insert(orders).values(item=payload["item"])).inserted_primary_key
+    assert order_id is not None
+    ctx.publisher.publish(OrderPlaced(order_id=order_id[0], item=payload["item"]))
+    return {"id": order_id[0]}, 201
+
+
+@api.route("/orders/count")
+def count(ctx: HttpContext) -> dict[str, int]:
+    return {"count": int(ctx.store.scalar(select(func.count()).select_from(orders)) or 0)}
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    with Sink() as s:
+        yield s
+
+
+@pytest.fixture
+def client(sink: Sink, tmp_path: Path) -> Iterator[FunctionClient]:
+    with FunctionClient(api, Settings(data_dir=tmp_path, sink=sink.url)) as c:
+        yield c
+
+
+def test_route_commits_and_publishes(client: FunctionClient, sink: Sink) -> None:
+    response = client.http.post("/orders", json={"item": "book"})
+    assert response.status_code == 201
+    assert response.get_json() == {"id": 1}
+    assert client.get("/orders/count").body == b'{"count":1}\n'
+    ((headers, _),) = sink.requests
+    assert headers["ce-type"] == "com.example.routes.order.placed"
+    (server_span,) = [s for s in client.spans() if s.name == "POST /orders"]
+    (send_span,) = [s for s in client.spans() if s.name.startswith("send")]
+    assert send_span.parent is not None
+    assert send_span.parent.span_id == server_span.context.span_id
+
+
+def test_failed_publish_rolls_back_the_route(client: FunctionClient, sink: Sink) -> None:
+    sink.statuses = [400]
+    response = client.http.post("/orders", json={"item": "book"})
+    assert response.status_code == 500
+    assert response.get_json()["detail"].startswith("internal error")
+    assert client.get("/orders/count").body == b'{"count":0}\n'
+
+
+def test_route_errors_are_problem_documents(client: FunctionClient) -> None:
+    response = client.http.post("/orders", data=b"not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.content_type == "application/problem+json"
+    assert "item" in response.get_json()["detail"]
+    assert client.request("DELETE", "/orders").status == 405

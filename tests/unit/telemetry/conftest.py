@@ -1,0 +1,3 @@
+from tests.unit.runtime.conftest import probe
+
+__all__ = ["probe"]
