@@ -28,7 +28,7 @@ node count and alias expansion, so hostile input fails fast with a clear error.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -36,9 +36,12 @@ from urllib.parse import urljoin, urlsplit
 
 import yaml
 from yaml.composer import Composer, ComposerError
-from yaml.constructor import SafeConstructor
-from yaml.nodes import Node
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.parser import Parser
+from yaml.reader import Reader, ReaderError
 from yaml.resolver import Resolver
+from yaml.scanner import Scanner
 
 from cascade.broker.delivery_spec import (
     BROKER_DEFAULT_DELIVERY,
@@ -283,22 +286,61 @@ class _BoundedComposer(Composer):
         return None if event is None else event.start_mark
 
 
+class _StrictConstructor(SafeConstructor):
+    """Safe constructors that refuse a key given twice in one mapping.
+
+    PyYAML would keep the last value silently; ``kubectl apply`` (strict field validation)
+    rejects duplicate fields, and a second ``delivery:`` in a Trigger is surely a mistake.
+    Keys brought in by a ``<<`` merge may still be overridden, as YAML intends.
+    """
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, ScalarNode) and key_node.tag != _MERGE_TAG:
+                ident = (key_node.tag, key_node.value)
+                if ident in seen:
+                    raise ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key_node.value[:60]!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(ident)
+        return super().construct_mapping(node, deep=deep)
+
+
+_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+
 try:
     from yaml._yaml import CParser as _LibYamlParser
 
-    class _Loader(_BoundedComposer, _LibYamlParser, SafeConstructor, Resolver):
+    class _Loader(_BoundedComposer, _LibYamlParser, _StrictConstructor, Resolver):
         """libyaml scans and parses (fast, iterative); Python composes and constructs."""
 
         def __init__(self, text: str) -> None:
             _LibYamlParser.__init__(self, text)
-            SafeConstructor.__init__(self)
+            _StrictConstructor.__init__(self)
             Resolver.__init__(self)
             Composer.__init__(self)
 
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
-    class _Loader(_BoundedComposer, yaml.SafeLoader):  # type: ignore[no-redef]
-        pass
+    class _Loader(  # type: ignore[no-redef]
+        _BoundedComposer,
+        Reader,
+        Scanner,
+        Parser,
+        _StrictConstructor,
+        Resolver,
+    ):
+        def __init__(self, text: str) -> None:
+            Reader.__init__(self, text)
+            Scanner.__init__(self)
+            Parser.__init__(self)
+            _StrictConstructor.__init__(self)
+            Resolver.__init__(self)
+            Composer.__init__(self)
 
 
 def _yaml_error(shown: str, text: str, err: Exception) -> ManifestError:
@@ -311,7 +353,7 @@ def _yaml_error(shown: str, text: str, err: Exception) -> ManifestError:
                 shown, f"invalid YAML: {message}", line=mark.line + 1, column=mark.column + 1
             )
         return ManifestError(shown, f"invalid YAML: {message}")
-    if isinstance(err, yaml.reader.ReaderError):
+    if isinstance(err, ReaderError):
         line = text.count("\n", 0, err.position) + 1
         char = err.character if isinstance(err.character, int) else ord(err.character[:1] or "\0")
         return ManifestError(
@@ -322,7 +364,10 @@ def _yaml_error(shown: str, text: str, err: Exception) -> ManifestError:
 
 def _documents(shown: str, text: str) -> Iterator[tuple[int, object]]:
     """(first line, value) of every non-empty YAML document in ``text``."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the pure-Python reader already checks characters here
+    except yaml.YAMLError as err:
+        raise _yaml_error(shown, text, err) from None
     try:
         count = 0
         while True:
@@ -336,12 +381,16 @@ def _documents(shown: str, text: str) -> Iterator[tuple[int, object]]:
                     return
                 line = node.start_mark.line + 1
                 data = loader.construct_document(node)
-            except (yaml.YAMLError, ValueError, OverflowError) as err:
-                # ValueError/OverflowError: a value PyYAML recognized but cannot build,
-                # e.g. the date 2024-02-30 or an !!int with too many digits.
-                if isinstance(err, yaml.YAMLError):
-                    raise _yaml_error(shown, text, err) from None
+            except yaml.YAMLError as err:
+                raise _yaml_error(shown, text, err) from None
+            except (ValueError, OverflowError) as err:
+                # A scalar PyYAML recognized but cannot build: the date 2024-02-30, !!int x.
                 raise ManifestError(shown, f"invalid YAML value: {err}", line=line) from None
+            except (IndexError, KeyError, TypeError, AttributeError):
+                # PyYAML's constructors fail this way on some explicit tags: !!int '', !!bool x.
+                raise ManifestError(
+                    shown, "invalid YAML value: a scalar does not fit its explicit tag", line=line
+                ) from None
             except RecursionError:
                 raise ManifestError(shown, "YAML nested too deeply", line=line) from None
             count += 1
@@ -701,7 +750,9 @@ class _Builder:
         notes: list[str] = []
 
         def dead_letter_sink(value: object) -> str:
-            return self._destination(value, obj.namespace)[0]
+            url = self._destination(value, obj.namespace)[0]
+            self._note_ignored_destination_fields(obj, value, "spec.delivery.deadLetterSink")
+            return url
 
         try:
             spec = parse_delivery(raw, resolve_dead_letter_sink=dead_letter_sink, notices=notes)

@@ -398,6 +398,10 @@ def test_text_that_is_not_utf8_is_an_error_with_its_line(tmp_path: Path) -> None
             "expands to more than",
         ),
         ("a: 2024-02-30\n", "invalid YAML value"),
+        ("a: !!int x\n", "invalid YAML value"),
+        ("a: !!int\n", "does not fit its explicit tag"),
+        ("a: !!bool maybe\n", "does not fit its explicit tag"),
+        ("a: !!timestamp soon\n", "does not fit its explicit tag"),
         ("a: !!python/object/apply:os.system [true]\n", "invalid YAML"),
         ("a: \x00\n", "character U+0000 is not allowed"),
     ],
@@ -411,6 +415,34 @@ def test_hostile_yaml_fails_fast_with_a_clear_error(tmp_path: Path, text: str, n
 def test_too_many_documents_are_refused(tmp_path: Path) -> None:
     err = text_error(tmp_path, "---\n" * (MAX_DOCUMENTS_PER_FILE + 1))
     assert f"more than {MAX_DOCUMENTS_PER_FILE} YAML documents" in err.message
+
+
+def test_a_key_given_twice_is_an_error_with_its_line(tmp_path: Path) -> None:
+    text = (
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: a}\n"
+        "spec:\n  broker: default\n  delivery: {retry: 1}\n  delivery: {retry: 2}\n"
+    )
+    err = text_error(tmp_path, text)
+    assert (err.line, err.column) == (7, 3)
+    assert "found duplicate key 'delivery'" in err.message
+
+
+def test_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    text = (
+        yaml.safe_dump(broker())
+        + "---\n"
+        + "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: a}\n"
+        + "spec: &spec\n  broker: default\n  subscriber: {uri: 'http://127.0.0.1:1/'}\n"
+        + "---\n"
+        + "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: b}\n"
+        + "spec:\n  <<: {broker: default, subscriber: {uri: 'http://127.0.0.1:1/'}}\n"
+        + "  subscriber: {uri: 'http://127.0.0.1:2/'}\n"
+    )
+    topology = load_topology([write_text(tmp_path, text)])
+    assert [t.subscriber for t in topology.triggers] == [
+        "http://127.0.0.1:1/",
+        "http://127.0.0.1:2/",
+    ]
 
 
 def test_anchors_and_merge_keys_within_limits_work(tmp_path: Path) -> None:
@@ -978,10 +1010,15 @@ def test_a_service_with_a_bad_url_is_rejected(
 
 def test_ca_certs_and_audience_are_ignored_with_a_notice(tmp_path: Path) -> None:
     subscriber = {"uri": "https://x.example/", "CACerts": "---PEM---", "audience": "x"}
-    path = write(tmp_path, broker(), trigger(subscriber=subscriber))
+    dls = {"uri": "https://dls.example/", "audience": "dls"}
+    path = write(
+        tmp_path, broker(), trigger(subscriber=subscriber, delivery={"deadLetterSink": dls})
+    )
     topology = load_topology([path])
     assert only_trigger(topology).subscriber == "https://x.example/"
+    prefix = f"{path}: Trigger default/orders: spec."
     assert topology.notices == (
-        f"{path}: Trigger default/orders: spec.subscriber.CACerts is ignored by the local broker",
-        f"{path}: Trigger default/orders: spec.subscriber.audience is ignored by the local broker",
+        f"{prefix}subscriber.CACerts is ignored by the local broker",
+        f"{prefix}subscriber.audience is ignored by the local broker",
+        f"{prefix}delivery.deadLetterSink.audience is ignored by the local broker",
     )
