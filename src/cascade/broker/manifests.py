@@ -225,9 +225,14 @@ def _expand_paths(paths: Sequence[Path], notices: list[str]) -> Iterator[tuple[P
     """Files to read with the name to show; a directory gives its manifest files, sorted."""
     for path in paths:
         if path.is_dir():
-            children = sorted(
-                p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file()
-            )
+            try:
+                children = sorted(
+                    p for p in path.iterdir() if p.suffix in MANIFEST_SUFFIXES and p.is_file()
+                )
+            except OSError as err:
+                raise ManifestError(
+                    str(path), f"cannot read directory: {err.strerror or err}"
+                ) from None
             if not children:
                 notices.append(f"no {'/'.join(MANIFEST_SUFFIXES)} files in directory {path}")
             for child in children:
