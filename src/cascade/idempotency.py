@@ -60,9 +60,12 @@ class Deduper:
                 headers="{}",
                 body=b"",
                 created_at=time.time(),
-            ).on_conflict_do_nothing()
+            )
+            .on_conflict_do_nothing()
+            # RETURNING, not rowcount: drivers disagree on rowcount here (psycopg gives -1).
+            .returning(dedupe_table.c.event_id)
         )
-        if claimed.rowcount == 1:  # type: ignore[attr-defined]
+        if claimed.first() is not None:
             return None
         row = session.execute(
             select(dedupe_table.c.status, dedupe_table.c.headers, dedupe_table.c.body).where(

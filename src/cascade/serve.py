@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import traceback
@@ -70,6 +71,7 @@ def serve(
     setup_logging(settings.log_level)
     function = _load(path, function_name)
     metrics_dir, owned = _metrics_dir()
+    master = os.getpid()
     try:
         prepare(function, settings)
         enable_multiprocess(metrics_dir)
@@ -78,7 +80,9 @@ def serve(
 
         FunctionApplication(function, settings).run()
     finally:
-        if owned:
+        # Workers are forked inside run() and unwind through here when they exit: only the
+        # master may remove the folder every worker writes to.
+        if owned and os.getpid() == master:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
@@ -37,6 +38,9 @@ from sqlalchemy.orm import Session, sessionmaker
 __all__ = ["Store", "StoreError", "dedupe_table"]
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+# Execution option for connections that only read: SQLite then begins a deferred
+# transaction instead of taking the write lock up front.
+READ_ONLY = "cascade_read_only"
 
 _runtime_metadata = MetaData()
 
@@ -81,6 +85,8 @@ class Store:
     def create_all(self) -> None:
         """Create the runtime's and the function's tables when missing."""
         try:
+            if self._tables_exist():
+                return  # the usual case in a worker: the master created them before forking
             _runtime_metadata.create_all(self.engine)
             if self.metadata is not None:
                 self.metadata.create_all(self.engine)
@@ -88,6 +94,16 @@ class Store:
             raise StoreError(
                 f"cannot initialise the store at {self.engine.url!r}: {exc.orig}"
             ) from None
+
+    def _tables_exist(self) -> bool:
+        wanted = set(_runtime_metadata.tables)
+        if self.metadata is not None:
+            wanted |= {table.name for table in self.metadata.sorted_tables}
+        # A read-only check: on SQLite it must not queue for the write lock, or a booting
+        # worker starves behind busy siblings.
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+            names = set(inspect(connection).get_table_names())
+        return wanted <= names
 
     def session(self) -> Session:
         """A new Session; the caller owns its transaction."""
@@ -132,6 +148,7 @@ def _engine(url: str, dialect: str, database: str | None) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Literal
 
 from sqlalchemy import String
@@ -30,6 +32,7 @@ class Command(Event, type="com.example.probe.command"):
     action: Action = "reply"
     key: str = "k"
     seconds: float = 0.0
+    marker: str | None = None  # "slow": file created once the handler is running
 
 
 class Done(Event, type="com.example.probe.done"):
@@ -61,6 +64,8 @@ calls_lock = threading.Lock()
 def handle(event: Command, ctx: Context) -> Done | Reply | None:
     with calls_lock:
         calls.append(ctx.id)
+    if event.marker:  # before touching the store, whose write lock serialises handlers
+        Path(event.marker).write_text(str(os.getpid()))
     row = ctx.store.get(Effect, event.key)
     if row is None:
         row = Effect(key=event.key, count=0)

@@ -1,0 +1,124 @@
+"""Idempotency and state on real PostgreSQL (psycopg 3), in-process and across workers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from sqlalchemy import text
+
+from cascade.loader import load_module
+from cascade.settings import Settings
+from cascade.testing import FunctionClient
+from tests.integration.postgres import postgres_schema
+from tests.integration.server import PROBE, Answer, serve
+from tests.unit.runtime import idempotency_checks as checks
+
+__all__ = ["postgres_schema"]
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def probe() -> ModuleType:
+    return load_module(PROBE)
+
+
+@pytest.fixture
+def client(probe: ModuleType, postgres_schema: str, tmp_path: Path) -> Iterator[FunctionClient]:
+    probe.calls.clear()
+    settings = Settings(data_dir=tmp_path, database_url=postgres_schema)
+    with FunctionClient(probe.fn, settings) as c:
+        yield c
+
+
+def test_store_is_postgres_in_its_own_schema(client: FunctionClient, postgres_schema: str) -> None:
+    assert client.runtime.store.dialect == "postgresql"
+    with client.runtime.store.engine.connect() as connection:
+        schema = connection.execute(text("select current_schema()")).scalar()
+    assert schema is not None
+    assert schema in postgres_schema
+
+
+def test_duplicate_runs_effects_once(client: FunctionClient, probe: ModuleType) -> None:
+    checks.duplicate_runs_effects_once(client, probe, "pg-dup")
+
+
+def test_same_id_other_source(client: FunctionClient, probe: ModuleType) -> None:
+    checks.same_id_other_source_is_another_event(client, probe, "pg-src")
+
+
+def test_failures_leave_no_record(client: FunctionClient, probe: ModuleType) -> None:
+    checks.failures_leave_no_record(client, probe, "pg-fail")
+
+
+def test_concurrent_duplicates_via_threads_run_once(
+    client: FunctionClient, probe: ModuleType
+) -> None:
+    checks.concurrent_duplicates_run_once(client, probe, "pg-conc")
+
+
+def test_two_apps_on_one_database_dedupe_together(
+    probe: ModuleType, postgres_schema: str, tmp_path: Path
+) -> None:
+    """Two independent apps (own engines and pools, like two pods) get one event at once."""
+    settings = Settings(data_dir=tmp_path, database_url=postgres_schema)
+    with FunctionClient(probe.fn, settings) as one, FunctionClient(probe.fn, settings) as two:
+        event = probe.Command(action="slow", seconds=0.3, key="pg-pods")
+        barrier = threading.Barrier(2)
+        results: dict[str, int] = {}
+
+        def deliver(name: str, client: FunctionClient) -> None:
+            barrier.wait(timeout=30)
+            results[name] = client.send(event, event_id="pods-1").status
+
+        threads = [
+            threading.Thread(target=deliver, args=(name, c))
+            for name, c in (("one", one), ("two", two))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert results == {"one": 200, "two": 200}
+        assert checks.effects(one, probe, "pg-pods") == 1
+        duplicates = one.metric("cascade_duplicates_total", {"function": "probe"}) + two.metric(
+            "cascade_duplicates_total", {"function": "probe"}
+        )
+        assert duplicates == 1
+
+
+def test_plain_postgresql_url_uses_psycopg(postgres_schema: str) -> None:
+    plain = postgres_schema.replace("postgresql+psycopg://", "postgresql://", 1)
+    assert Settings(database_url=plain).database_url_for("x").startswith("postgresql+psycopg://")
+
+
+@pytest.mark.slow
+def test_served_workers_share_postgres(postgres_schema: str, tmp_path: Path) -> None:
+    with serve(tmp_path, "--workers", "2", env={"DATABASE_URL": postgres_schema}) as server:
+        results: list[Answer] = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(4)
+
+        def deliver() -> None:
+            barrier.wait(timeout=30)
+            answer = server.send(
+                {"action": "slow", "seconds": 0.3, "key": "pg-served"},
+                event_id="pg-served-1",
+                timeout=60,
+            )
+            with lock:
+                results.append(answer)
+
+        threads = [threading.Thread(target=deliver) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=90)
+        assert [r.status for r in results] == [200] * 4
+        assert len({r.body for r in results}) == 1
+        assert server.metric('cascade_duplicates_total{function="probe"}') == 3.0
+    assert not (tmp_path / ".cascade").exists()  # nothing fell back to SQLite
