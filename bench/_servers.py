@@ -61,6 +61,8 @@ def gunicorn_argv(app: str, port: int, *, workers: int, extra: Sequence[str] = (
         "--no-control-socket",
         "--log-level",
         "warning",
+        # Heartbeat files in memory, as the Cascade preset does.
+        *(["--worker-tmp-dir", "/dev/shm"] if Path("/dev/shm").is_dir() else []),
         *extra,
         app,
     ]

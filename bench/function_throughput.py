@@ -35,8 +35,8 @@ from bench._report import (
     utc_now,
     write_json,
 )
-from bench._servers import Server, free_port, gunicorn_argv, post_event
-from bench._wrk import DEFAULT_EVENT, PING_TYPE, BenchError, ensure_wrk
+from bench._servers import Server, cascade_argv, free_port, gunicorn_argv, post_event
+from bench._wrk import DEFAULT_EVENT, PING_TYPE, REPLY_TYPE, BenchError, ensure_wrk
 
 NAME = "function_throughput"
 
@@ -88,11 +88,60 @@ def baseline_servers(workers: int) -> list[ServerSpec]:
     ]
 
 
-def cascade_rows_and_servers(workers: int, data_dir: Path) -> tuple[list[Row], list[ServerSpec]]:
-    """The Cascade rows; raises BenchError with a clear message when the runtime is missing."""
-    from bench.apps import cascade_function
+CASCADE_FUNCTION = "bench/apps/cascade_function.py"
 
-    return cascade_function.rows_and_servers(workers, data_dir)
+CASCADE_ROWS = (
+    Row(
+        "cascade",
+        "Cascade: pydantic model, 204 (tracing + metrics on)",
+        "cascade",
+        PING_TYPE,
+        204,
+    ),
+    Row(
+        "cascade-reply",
+        "Cascade: pydantic model, reply event 200 (tracing + metrics on)",
+        "cascade",
+        REPLY_TYPE,
+        200,
+    ),
+    Row(
+        "cascade-idempotent",
+        "Cascade + idempotency (SQLite dedupe), 204",
+        "cascade-idempotent",
+        PING_TYPE,
+        204,
+    ),
+)
+
+
+def cascade_servers(workers: int, data_dir: Path) -> list[ServerSpec]:
+    """``cascade serve`` of the bench function, as a user runs it (the runtime's gunicorn preset).
+
+    Both use the same worker settings as the baselines; the first turns dedupe off
+    (``CASCADE_IDEMPOTENCY=false``) so it measures validation + tracing + metrics alone.
+    """
+
+    def serve(store: str) -> Callable[[int], list[str]]:
+        return lambda port: cascade_argv(
+            "serve",
+            CASCADE_FUNCTION,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--threads",
+            "1",
+            "--data-dir",
+            str(data_dir / store),
+        )
+
+    return [
+        ServerSpec("cascade", serve("plain"), {"CASCADE_IDEMPOTENCY": "false"}, traced=True),
+        ServerSpec(
+            "cascade-idempotent", serve("dedupe"), {"CASCADE_IDEMPOTENCY": "true"}, traced=True
+        ),
+    ]
 
 
 def _sink_stats(port: int) -> dict[str, int]:
@@ -138,9 +187,8 @@ def _run(options: Options) -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cascade-bench-")))
         rows = list(BASELINE_ROWS)
         specs = baseline_servers(options.workers)
-        cascade_rows, cascade_specs = cascade_rows_and_servers(options.workers, workdir / "data")
-        rows += cascade_rows
-        specs += cascade_specs
+        rows += CASCADE_ROWS
+        specs += cascade_servers(options.workers, workdir / "data")
 
         sink_port = free_port()
         sink = stack.enter_context(
