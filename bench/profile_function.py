@@ -34,15 +34,15 @@ def _load(name: str, data_dir: Path) -> WsgiApp:
     if name == "bare-flask":
         from bench.apps.bare_flask import app
 
-        return app.wsgi_app  # type: ignore[return-value]
+        return app.wsgi_app
     if name == "sdk-flask":
         from bench.apps.sdk_flask import app
 
-        return app.wsgi_app  # type: ignore[return-value]
+        return app.wsgi_app
     if name == "sdk-otel-flask":
         from bench.apps.sdk_otel_flask import app
 
-        return app.wsgi_app  # type: ignore[return-value]
+        return app.wsgi_app
     # Cascade as `cascade serve` sets it up: settings from env, store prepared, multiprocess
     # metrics, tracing started (what post_fork does), then create_app.
     from cascade import Settings, create_app
@@ -58,7 +58,7 @@ def _load(name: str, data_dir: Path) -> WsgiApp:
     metrics_dir.mkdir(parents=True, exist_ok=True)
     enable_multiprocess(metrics_dir)
     setup_tracing(function.name)
-    return create_app(function, settings).wsgi_app  # type: ignore[return-value]
+    return create_app(function, settings).wsgi_app
 
 
 def _environs(count: int, ce_type: str) -> list[dict[str, Any]]:
@@ -70,7 +70,9 @@ def _environs(count: int, ce_type: str) -> list[dict[str, Any]]:
         headers["ce-id"] = f"p{os.getpid()}-{time.monotonic_ns()}-{i}"
         headers["ce-type"] = ce_type
         content_type = headers.pop("content-type")
-        builder = EnvironBuilder(path="/", method="POST", data=DEFAULT_EVENT.body, headers=headers)
+        builder = EnvironBuilder(
+            path="/", method="POST", data=DEFAULT_EVENT.body, headers=list(headers.items())
+        )
         builder.content_type = content_type
         out.append(builder.get_environ())
         builder.close()
