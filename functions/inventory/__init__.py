@@ -1,0 +1,1 @@
+"""The inventory function of the shop (its handlers are in func.py)."""

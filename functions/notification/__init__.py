@@ -1,0 +1,1 @@
+"""The notification function of the shop (its handlers are in func.py)."""

@@ -1,0 +1,1 @@
+"""The order function of the shop (its handlers are in func.py)."""

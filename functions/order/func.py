@@ -1,0 +1,364 @@
+"""order: the shop's HTTP API and the owner of every order's state.
+
+HTTP (JSON; errors are application/problem+json):
+
+- ``POST /orders`` ``{"customer": {"id", "email"}, "items": [{"sku", "quantity"}]}`` → 201 with
+  the order, state PENDING. The order and its ``order.created`` event commit together (the
+  outbox, functions/order/outbox.py); the event is published right after, and retried until the
+  broker takes it. 400 for a body that is not JSON, 415 when not sent as JSON, 422 with one entry
+  per invalid field. An ``Idempotency-Key`` header makes a retried POST return the first order.
+- ``GET /orders/<id>`` → the order with its history; 404 when unknown.
+- ``GET /orders?state=PENDING&limit=50`` → the newest orders, without history.
+- ``GET /outbox`` → how many events wait to be published; ``POST /outbox/flush`` → publish now.
+
+Events: ``inventory.rejected`` and ``payment.declined`` → CANCELLED (reply
+``order.cancelled``); ``payment.authorized`` → CONFIRMED (reply ``order.confirmed``). Final
+states never change: a later event for a final order is logged and ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+from opentelemetry import propagate
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cascade import Context, DeadLetter, Function, HttpContext, Reply
+from functions.order.models import (
+    CANCELLED,
+    CONFIRMED,
+    FINAL_STATES,
+    PENDING,
+    Base,
+    Order,
+    OrderHistory,
+    OutboxEvent,
+)
+from functions.order.outbox import OutboxRelay, relay_for
+from functions.shop import samples
+from functions.shop.clock import iso, now_iso
+from functions.shop.events import (
+    CURRENCY,
+    CancelReason,
+    Customer,
+    InventoryRejected,
+    LineItem,
+    OrderCancelled,
+    OrderConfirmed,
+    OrderCreated,
+    PaymentAuthorized,
+    PaymentDeclined,
+    keyed,
+)
+from functions.shop.http import fail, problem_response, read_json
+
+PUBLISHES: Final = (OrderCreated,)
+"""Types this function originates through K_SINK (not replies); read by the catalog and tests."""
+
+STATES: Final = (PENDING, CONFIRMED, CANCELLED)
+MAX_LIST: Final = 500
+
+fn = Function("order", metadata=Base.metadata)
+
+
+# --------------------------------------------------------------------------- the API body
+
+
+class NewCustomer(Customer):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewItem(LineItem):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewOrder(BaseModel):
+    """The body of ``POST /orders``: unknown fields are refused, types are strict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer: NewCustomer
+    items: Annotated[list[NewItem], Field(min_length=1, max_length=50)]
+
+    @field_validator("items")
+    @classmethod
+    def one_line_per_sku(cls, items: list[NewItem]) -> list[NewItem]:
+        skus = [item.sku for item in items]
+        repeated = sorted({sku for sku in skus if skus.count(sku) > 1})
+        if repeated:
+            raise ValueError(
+                f"SKU {', '.join(repeated)} is on several lines; put its total quantity on one"
+            )
+        return items
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def relay(ctx: HttpContext | Context) -> OutboxRelay:
+    """This process's outbox relay (its retry thread starts with the first request)."""
+    return relay_for(ctx.store.get_bind().engine, ctx.publisher)
+
+
+def current_traceparent() -> str | None:
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def order_document(session: Session, order: Order, *, history: bool = True) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "id": order.id,
+        "state": order.state,
+        "customer": order.customer,
+        "items": order.items,
+        "amount_cents": order.amount_cents,
+        "currency": order.currency,
+        "reason": order.reason,
+        "detail": order.detail,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    }
+    if history:
+        rows = session.scalars(
+            select(OrderHistory).where(OrderHistory.order_id == order.id).order_by(OrderHistory.id)
+        )
+        document["history"] = [
+            {
+                "at": row.at,
+                "state": row.state,
+                "event_type": row.event_type,
+                "event_id": row.event_id,
+                "note": row.note,
+            }
+            for row in rows
+        ]
+        document["events_pending"] = session.scalar(
+            select(func.count())
+            .select_from(OutboxEvent)
+            .where(OutboxEvent.order_id == order.id, OutboxEvent.published_at.is_(None))
+        )
+    return document
+
+
+def idempotency_key(ctx: HttpContext) -> str | None:
+    key = ctx.request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+        fail(400, "Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return key
+
+
+# --------------------------------------------------------------------------- HTTP API
+
+
+@fn.route("/orders", methods=["POST"])
+def place_order(ctx: HttpContext) -> Any:
+    session = ctx.store
+    outbox = relay(ctx)
+    new = read_json(ctx.request, NewOrder, "order")
+    key = idempotency_key(ctx)
+    digest = hashlib.sha256(new.model_dump_json().encode()).hexdigest()
+    if key is not None:
+        first = session.scalar(select(Order).where(Order.idempotency_key == key))
+        if first is not None:
+            if first.request_hash != digest:
+                fail(422, f"Idempotency-Key {key!r} was used for a different order; use a new key")
+            headers = {"Location": f"/orders/{first.id}", "Idempotent-Replayed": "true"}
+            return order_document(session, first), 200, headers
+
+    placed = datetime.now(UTC)
+    customer = Customer.model_validate(new.customer.model_dump())
+    items = [LineItem.model_validate(item.model_dump()) for item in new.items]
+    order = Order(
+        id=str(uuid.uuid4()),
+        state=PENDING,
+        customer=customer.model_dump(),
+        items=[item.model_dump() for item in items],
+        currency=CURRENCY,
+        idempotency_key=key,
+        request_hash=digest,
+        created_at=iso(placed),
+        updated_at=iso(placed),
+    )
+    created = OrderCreated(order_id=order.id, customer=customer, items=items, placed_at=placed)
+    event_id = str(uuid.uuid4())
+    session.add(order)
+    session.flush()
+    session.add(OrderHistory(order_id=order.id, at=order.created_at, state=PENDING, note="placed"))
+    session.add(
+        OutboxEvent(
+            event_id=event_id,
+            order_id=order.id,
+            type=OrderCreated.ce_type,
+            data=created.to_json_bytes().decode(),
+            traceparent=current_traceparent(),
+            created_at=time.time(),
+            attempts=0,
+        )
+    )
+    try:
+        session.commit()  # the order and its event, or neither
+    except IntegrityError:
+        session.rollback()
+        fail(409, "a request with this Idempotency-Key is being processed; retry it")
+    ctx.logger.info("order %s placed", order.id)
+    outbox.send(event_id)  # failures stay in the outbox for the relay
+    return order_document(session, order), 201, {"Location": f"/orders/{order.id}"}
+
+
+@fn.route("/orders/<order_id>")
+def get_order(ctx: HttpContext, order_id: str) -> Any:
+    relay(ctx)
+    order = ctx.store.get(Order, order_id)
+    if order is None:
+        return problem_response(404, f"no order {order_id!r}")
+    return order_document(ctx.store, order)
+
+
+@fn.route("/orders")
+def list_orders(ctx: HttpContext) -> Any:
+    relay(ctx)
+    state = ctx.request.args.get("state")
+    if state is not None and state not in STATES:
+        fail(400, f"state must be one of {', '.join(STATES)}, got {state!r}")
+    raw_limit = ctx.request.args.get("limit", "50")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST:
+        fail(400, f"limit must be a whole number from 1 to {MAX_LIST}, got {raw_limit!r}")
+    query = select(Order).order_by(Order.created_at.desc(), Order.id).limit(int(raw_limit))
+    if state is not None:
+        query = query.where(Order.state == state)
+    orders = ctx.store.scalars(query)
+    return {"orders": [order_document(ctx.store, o, history=False) for o in orders]}
+
+
+@fn.route("/outbox")
+def outbox_status(ctx: HttpContext) -> dict[str, int]:
+    return {"pending": relay(ctx).pending()}
+
+
+@fn.route("/outbox/flush", methods=["POST"])
+def outbox_flush(ctx: HttpContext) -> dict[str, int]:
+    result = relay(ctx).flush()
+    return {"published": result.published, "failed": result.failed, "pending": result.pending}
+
+
+# --------------------------------------------------------------------------- events
+
+
+def find(ctx: Context, order_id: str) -> Order | None:
+    relay(ctx)
+    return ctx.store.get(Order, order_id, with_for_update=True)
+
+
+def is_final(ctx: Context, order: Order) -> bool:
+    """Final orders never change: the event is logged and ignored."""
+    if order.state in FINAL_STATES:
+        ctx.logger.warning(
+            "order %s is already %s; ignoring %s %s", order.id, order.state, ctx.type, ctx.id
+        )
+        return True
+    return False
+
+
+def move(ctx: Context, order: Order, state: str, note: str) -> None:
+    order.state = state
+    order.updated_at = now_iso()
+    ctx.store.add(
+        OrderHistory(
+            order_id=order.id,
+            at=order.updated_at,
+            state=state,
+            event_type=ctx.type,
+            event_id=ctx.id,
+            note=note,
+        )
+    )
+
+
+def cancel(ctx: Context, order: Order, reason: CancelReason, detail: str) -> Reply:
+    order.reason, order.detail = reason, detail
+    move(ctx, order, CANCELLED, detail)
+    ctx.logger.info("order %s cancelled: %s", order.id, detail)
+    return keyed(
+        OrderCancelled(
+            order_id=order.id,
+            customer=Customer.model_validate(order.customer),
+            items=[LineItem.model_validate(item) for item in order.items],
+            reason=reason,
+            detail=detail,
+        )
+    )
+
+
+@fn.on(InventoryRejected)
+def out_of_stock(event: InventoryRejected, ctx: Context) -> Reply | OrderCancelled | None:
+    order = find(ctx, event.order_id)
+    if order is None:
+        # Nothing is held for an order that was never reserved: nothing to undo.
+        ctx.logger.warning("inventory rejected unknown order %s; ignored", event.order_id)
+        return None
+    if is_final(ctx, order):
+        return None
+    short = ", ".join(
+        f"{s.sku} (requested {s.requested}, available {s.available})"
+        if s.known
+        else f"{s.sku} (unknown SKU)"
+        for s in event.shortages
+    )
+    return cancel(ctx, order, "out_of_stock", f"out of stock: {short}")
+
+
+@fn.on(PaymentDeclined)
+def declined(event: PaymentDeclined, ctx: Context) -> Reply | OrderCancelled | None:
+    order = find(ctx, event.order_id)
+    if order is None:
+        # Inventory releases on payment.declined itself, and no money was taken.
+        ctx.logger.warning("payment declined for unknown order %s; ignored", event.order_id)
+        return None
+    if is_final(ctx, order):
+        return None
+    order.amount_cents = event.amount_cents
+    return cancel(ctx, order, "payment_declined", f"payment declined: {event.message}")
+
+
+@fn.on(PaymentAuthorized)
+def authorized(event: PaymentAuthorized, ctx: Context) -> Reply | OrderConfirmed | None:
+    order = find(ctx, event.order_id)
+    if order is None:
+        # Money was authorized for an order nobody knows: a person must void it.
+        raise DeadLetter(
+            f"payment {event.authorization_id} authorized {event.amount_cents} cents for "
+            f"unknown order {event.order_id}; void the authorization"
+        )
+    if is_final(ctx, order):
+        return None
+    order.amount_cents = event.amount_cents
+    move(ctx, order, CONFIRMED, f"payment {event.authorization_id} authorized")
+    ctx.logger.info("order %s confirmed", order.id)
+    return keyed(
+        OrderConfirmed(
+            order_id=order.id,
+            customer=Customer.model_validate(order.customer),
+            items=[LineItem.model_validate(item) for item in order.items],
+            amount_cents=event.amount_cents,
+            currency=event.currency,
+        )
+    )
+
+
+# --------------------------------------------------------------------------- samples
+
+# The contract suite delivers samples to an empty store, where no order exists: results that
+# hold nothing for an unknown order are acknowledged and logged.
+fn.example(samples.inventory_rejected("example-1", {"VINYL": 1}))
+fn.example(samples.payment_declined("example-2", 1250))
