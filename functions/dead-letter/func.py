@@ -1,0 +1,317 @@
+"""dead-letter: the shop's dead-letter sink, a parking lot an operator inspects and replays from.
+
+Sink: every Trigger's ``deadLetterSink`` is this Service at ``/dead-letters``, so dead-lettered
+events arrive as ``POST /dead-letters``. That route takes a CloudEvent of *any* type (binary or
+structured; data of any content type, JSON or not), stores it with the Knative error
+extensions (``knativeerrordest``, ``knativeerrorcode``, ``knativeerrordata`` and ``reason``,
+which the broker makes from the subscriber's ``Kne-Reason`` header) and answers 204.
+The runtime's CloudEvents endpoint ``POST /`` dispatches by type to typed handlers and has no
+catch-all, and a dead-letter sink must not refuse a type or data it does not know (the broker
+drops what the sink refuses), so the sink is a plain route parsing with the runtime's binding.
+
+A dead letter is one (source, id, knativeerrordest): the same event failing at two Triggers
+is two entries, and a repeated delivery of one entry updates it (``arrivals`` counts them).
+
+Read API for ``cascade dlq``:
+
+- ``GET /dead-letters[?order_id=&type=&limit=]`` → newest first: id, type, source, event id,
+  order id, error code, reason, dest, time, replay count, and the order's final state if known.
+- ``GET /dead-letters/<id>`` → one, with the original event (attributes and data) and the
+  decoded ``knativeerrordata``.
+- ``POST /dead-letters/<id>/replayed`` → count a replay (the CLI replays by posting the original
+  event to ``knativeerrordest``).
+
+Events: ``order.confirmed`` / ``order.cancelled`` record each order's final state, shown next to
+its dead letters, so an operator sees which parked events are moot before replaying them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Final
+
+import orjson
+from flask import current_app
+from sqlalchemy import JSON, LargeBinary, String, Text, UniqueConstraint, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from cascade import Context, Function, HttpContext
+from cascade.binding import BindingError, CloudEventMessage, is_json_content_type, parse_wsgi
+from functions.shop import samples
+from functions.shop.clock import now_iso
+from functions.shop.events import OrderCancelled, OrderConfirmed
+from functions.shop.http import fail, problem_response
+
+# Added by the broker when it dead-letters an event (semantics §4.2); not part of the original.
+ERROR_EXTENSIONS: Final = ("knativeerrordest", "knativeerrorcode", "knativeerrordata", "reason")
+MAX_LIST: Final = 500
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DeadLetterRecord(Base):
+    __tablename__ = "dead_letters"
+    __table_args__ = (UniqueConstraint("source", "event_id", "dest", name="dead_letter_once"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(Text)
+    event_id: Mapped[str] = mapped_column(Text)
+    dest: Mapped[str] = mapped_column(Text)  # "" when the event came without knativeerrordest
+    type: Mapped[str] = mapped_column(Text)
+    order_id: Mapped[str | None] = mapped_column(Text, index=True)
+    error_code: Mapped[str | None] = mapped_column(Text)
+    error_data: Mapped[str | None] = mapped_column(Text)  # base64, as received
+    reason: Mapped[str | None] = mapped_column(Text)
+    attributes: Mapped[dict[str, str]] = mapped_column(JSON)  # the original event's
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[str] = mapped_column(String(40))
+    last_received_at: Mapped[str] = mapped_column(String(40))
+    arrivals: Mapped[int] = mapped_column(default=1)
+    replay_count: Mapped[int] = mapped_column(default=0)
+    last_replayed_at: Mapped[str | None] = mapped_column(String(40))
+
+
+class OrderOutcome(Base):
+    """The final state of an order, as announced by order.confirmed / order.cancelled."""
+
+    __tablename__ = "dead_letter_order_outcomes"
+
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[str] = mapped_column(String(40))
+
+
+fn = Function("dead-letter", metadata=Base.metadata)
+
+
+# --------------------------------------------------------------------------- the sink
+
+
+def read_body(ctx: HttpContext) -> bytes:
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    environ = ctx.request.environ
+    if ctx.request.content_length is None and environ.get("wsgi.input_terminated") and limit:
+        # Chunked: read one byte past the limit ourselves rather than let it be cut short.
+        body: bytes = environ["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            fail(413, f"body exceeds the {limit}-byte limit")
+        return body
+    return ctx.request.get_data(cache=False)
+
+
+def order_id_of(message: CloudEventMessage) -> str | None:
+    key = message.attributes.get("partitionkey")
+    if key:
+        return key
+    if is_json_content_type(message.datacontenttype):
+        try:
+            document = orjson.loads(message.data)
+        except orjson.JSONDecodeError:
+            return None
+        if isinstance(document, dict) and isinstance(document.get("order_id"), str):
+            return str(document["order_id"])
+    return None
+
+
+@fn.route("/dead-letters", methods=["POST"])
+def receive(ctx: HttpContext) -> Any:
+    try:
+        message = parse_wsgi(ctx.request.environ, read_body(ctx))
+    except BindingError as exc:
+        return problem_response(exc.status, exc.detail, attribute=exc.attribute)
+    received = message.attributes
+    original = {k: v for k, v in received.items() if k not in ERROR_EXTENSIONS}
+    now = now_iso()
+    session = ctx.store
+    insert = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
+    errors = {
+        "error_code": received.get("knativeerrorcode"),
+        "error_data": received.get("knativeerrordata"),
+        "reason": received.get("reason"),
+    }
+    table = DeadLetterRecord.__table__
+    statement = (
+        insert(table)
+        .values(
+            source=message.source,
+            event_id=message.id,
+            dest=received.get("knativeerrordest", ""),
+            type=message.type,
+            order_id=order_id_of(message),
+            attributes=original,
+            data=message.data,
+            received_at=now,
+            last_received_at=now,
+            arrivals=1,
+            replay_count=0,
+            **errors,
+        )
+        .on_conflict_do_update(
+            index_elements=[table.c.source, table.c.event_id, table.c.dest],
+            set_={**errors, "last_received_at": now, "arrivals": table.c.arrivals + 1},
+        )
+    )
+    session.execute(statement)
+    ctx.logger.warning(
+        "dead letter: %s %s from %s failed at %s (%s%s)",
+        message.type,
+        message.id,
+        message.source,
+        received.get("knativeerrordest", "an unknown destination"),
+        received.get("knativeerrorcode", "no response"),
+        f": {received['reason']}" if "reason" in received else "",
+    )
+    return "", 204
+
+
+# --------------------------------------------------------------------------- read API
+
+
+def outcomes(session: Session, order_ids: set[str]) -> dict[str, OrderOutcome]:
+    if not order_ids:
+        return {}
+    rows = session.scalars(select(OrderOutcome).where(OrderOutcome.order_id.in_(order_ids)))
+    return {row.order_id: row for row in rows}
+
+
+def summary(row: DeadLetterRecord, outcome: OrderOutcome | None) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "type": row.type,
+        "source": row.source,
+        "event_id": row.event_id,
+        "order_id": row.order_id,
+        "error_code": row.error_code,
+        "reason": row.reason,
+        "dest": row.dest or None,
+        "replayable": bool(row.dest),
+        "time": row.received_at,
+        "last_time": row.last_received_at,
+        "arrivals": row.arrivals,
+        "replay_count": row.replay_count,
+        "last_replayed_at": row.last_replayed_at,
+        "order_state": outcome.state if outcome else None,
+    }
+
+
+def decoded_error_data(encoded: str | None) -> dict[str, Any] | None:
+    """``knativeerrordata`` is base64 of the first 1024 bytes of the failed response's body."""
+    if encoded is None:
+        return None
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return {"base64": encoded, "text": None, "json": None, "error": "not valid base64"}
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = None
+    return {"base64": encoded, "text": text, "json": parsed}
+
+
+def event_document(row: DeadLetterRecord) -> dict[str, Any]:
+    """The original event: attributes, and data as JSON, text or base64."""
+    document: dict[str, Any] = {"attributes": row.attributes}
+    content_type = row.attributes.get("datacontenttype")
+    if not row.data:
+        document["data"] = None
+    elif is_json_content_type(content_type):
+        try:
+            document["data"] = orjson.loads(row.data)
+            return document
+        except orjson.JSONDecodeError:
+            pass
+    if row.data and (content_type or "").startswith("text/"):
+        try:
+            document["data"] = row.data.decode("utf-8")
+            return document
+        except UnicodeDecodeError:
+            pass
+    if row.data:
+        document["data_base64"] = base64.b64encode(row.data).decode("ascii")
+    return document
+
+
+def found(session: Session, dead_letter_id: int) -> DeadLetterRecord:
+    row = session.get(DeadLetterRecord, dead_letter_id)
+    if row is None:
+        fail(404, f"no dead letter {dead_letter_id}")
+    return row
+
+
+@fn.route("/dead-letters")
+def list_dead_letters(ctx: HttpContext) -> Any:
+    args = ctx.request.args
+    raw_limit = args.get("limit", "100")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST:
+        fail(400, f"limit must be a whole number from 1 to {MAX_LIST}, got {raw_limit!r}")
+    query = select(DeadLetterRecord).order_by(DeadLetterRecord.id.desc()).limit(int(raw_limit))
+    if "order_id" in args:
+        query = query.where(DeadLetterRecord.order_id == args["order_id"])
+    if "type" in args:
+        query = query.where(DeadLetterRecord.type == args["type"])
+    rows = list(ctx.store.scalars(query))
+    known = outcomes(ctx.store, {row.order_id for row in rows if row.order_id})
+    return {
+        "dead_letters": [summary(row, known.get(row.order_id or "")) for row in rows],
+    }
+
+
+@fn.route("/dead-letters/<int:dead_letter_id>")
+def get_dead_letter(ctx: HttpContext, dead_letter_id: int) -> Any:
+    row = found(ctx.store, dead_letter_id)
+    outcome = outcomes(ctx.store, {row.order_id} if row.order_id else set()).get(row.order_id or "")
+    return {
+        **summary(row, outcome),
+        "error_data": decoded_error_data(row.error_data),
+        "event": event_document(row),
+    }
+
+
+@fn.route("/dead-letters/<int:dead_letter_id>/replayed", methods=["POST"])
+def mark_replayed(ctx: HttpContext, dead_letter_id: int) -> Any:
+    row = ctx.store.get(DeadLetterRecord, dead_letter_id, with_for_update=True)
+    if row is None:
+        fail(404, f"no dead letter {dead_letter_id}")
+    row.replay_count += 1
+    row.last_replayed_at = now_iso()
+    ctx.logger.info("dead letter %d replayed (%d times)", row.id, row.replay_count)
+    ctx.store.flush()
+    outcome = outcomes(ctx.store, {row.order_id} if row.order_id else set()).get(row.order_id or "")
+    return summary(row, outcome)
+
+
+# --------------------------------------------------------------------------- order outcomes
+
+
+def record_outcome(ctx: Context, order_id: str, state: str, detail: str | None) -> None:
+    row = ctx.store.get(OrderOutcome, order_id, with_for_update=True)
+    if row is None:
+        ctx.store.add(OrderOutcome(order_id=order_id, state=state, detail=detail, at=now_iso()))
+    elif row.state != state:
+        ctx.logger.warning(
+            "order %s was announced %s earlier and now %s; keeping the first",
+            order_id,
+            row.state,
+            state,
+        )
+
+
+@fn.on(OrderConfirmed)
+def order_confirmed(event: OrderConfirmed, ctx: Context) -> None:
+    record_outcome(ctx, event.order_id, "CONFIRMED", None)
+
+
+@fn.on(OrderCancelled)
+def order_cancelled(event: OrderCancelled, ctx: Context) -> None:
+    record_outcome(ctx, event.order_id, "CANCELLED", event.detail)
+
+
+fn.example(samples.order_confirmed("example-1", {"MUG": 1}))
+fn.example(samples.order_cancelled("example-2", {"VINYL": 1}))

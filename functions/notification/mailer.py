@@ -1,0 +1,168 @@
+"""Compose and deliver the shop's emails: an ``.eml`` file in an outbox folder, or SMTP.
+
+Settings (read from the environment at each delivery, checked once at start):
+
+- ``SMTP_URL``: ``smtp://[user:password@]host[:port]`` (port 25) or ``smtps://...`` (TLS, 465).
+  Unset: write ``<NOTIFICATION_OUTBOX>/<order id>.eml`` instead (default ``.cascade/outbox``).
+- ``NOTIFICATION_FROM``: the sender (default ``shop@example.com``).
+- ``SMTP_TIMEOUT``: seconds per SMTP conversation (default 10).
+
+A delivery either succeeds, or raises :class:`TransientMailError` (try again later: connection
+problems, 4xx replies) or :class:`PermanentMailError` (5xx replies: retrying will not help).
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from functions.shop.events import OrderCancelled, OrderConfirmed
+from functions.shop.prices import PRICES
+
+__all__ = [
+    "MailSettings",
+    "PermanentMailError",
+    "TransientMailError",
+    "compose",
+    "deliver",
+]
+
+DEFAULT_OUTBOX = ".cascade/outbox"
+DEFAULT_SENDER = "shop@example.com"
+
+
+class TransientMailError(Exception):
+    """The email was not sent, and trying again later may work."""
+
+
+class PermanentMailError(Exception):
+    """The email was refused for good (a 5xx SMTP reply)."""
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    outbox: Path = Path(DEFAULT_OUTBOX)
+    smtp_url: str | None = None
+    sender: str = DEFAULT_SENDER
+    timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> MailSettings:
+        env = os.environ if environ is None else environ
+        smtp_url = env.get("SMTP_URL", "").strip() or None
+        if smtp_url is not None:
+            parts = urlsplit(smtp_url)
+            if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+                raise ValueError(
+                    f"SMTP_URL={smtp_url!r}: use smtp://host:port or smtps://host:port"
+                )
+            try:
+                parts.port  # noqa: B018 - raises ValueError for a bad port
+            except ValueError as exc:
+                raise ValueError(f"SMTP_URL={smtp_url!r}: {exc}") from None
+        raw_timeout = env.get("SMTP_TIMEOUT", "").strip() or "10"
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            raise ValueError(f"SMTP_TIMEOUT={raw_timeout!r}: not a number") from None
+        if not timeout > 0:
+            raise ValueError(f"SMTP_TIMEOUT={raw_timeout!r}: must be > 0")
+        sender = env.get("NOTIFICATION_FROM", "").strip() or DEFAULT_SENDER
+        if sender.count("@") != 1 or any(c.isspace() for c in sender):
+            raise ValueError(f"NOTIFICATION_FROM={sender!r}: not an email address")
+        outbox = Path(env.get("NOTIFICATION_OUTBOX", "").strip() or DEFAULT_OUTBOX)
+        return cls(outbox, smtp_url, sender, timeout)
+
+    @property
+    def domain(self) -> str:
+        return self.sender.rpartition("@")[2]
+
+
+def compose(event: OrderConfirmed | OrderCancelled, settings: MailSettings) -> EmailMessage:
+    """The email about a final order. Its Message-ID depends only on the order, so a resent
+    copy is recognisably the same message."""
+    message = EmailMessage()
+    message["From"] = f"Cascade Shop <{settings.sender}>"
+    message["To"] = event.customer.email
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = f"<order-{event.order_id}@{settings.domain}>"
+    message["X-Cascade-Order"] = event.order_id
+    lines = [f"Hello {event.customer.id},", ""]
+    if isinstance(event, OrderConfirmed):
+        message["Subject"] = f"Your order {event.order_id} is confirmed"
+        lines.append(f"your order {event.order_id} is confirmed:")
+        lines.append("")
+        for item in event.items:
+            unit = PRICES.get(item.sku)
+            price = f" at {unit / 100:.2f}" if unit is not None else ""
+            lines.append(f"  {item.quantity} x {item.sku}{price}")
+        lines.append(f"  total: {event.amount_cents / 100:.2f} {event.currency}")
+    else:
+        message["Subject"] = f"Your order {event.order_id} was cancelled"
+        lines.append(f"we are sorry: your order {event.order_id} was cancelled.")
+        lines.append(f"Reason: {event.detail}")
+        lines.append("Nothing was charged.")
+    lines += ["", "Thank you for shopping with us."]
+    message.set_content("\n".join(lines) + "\n")
+    return message
+
+
+def deliver(message: EmailMessage, order_id: str, settings: MailSettings) -> str:
+    """Send ``message``; returns where it went (an SMTP URL without credentials, or a path)."""
+    if settings.smtp_url is None:
+        return str(_write(message, settings.outbox / f"{order_id}.eml"))
+    return _send(message, settings)
+
+
+def _write(message: EmailMessage, path: Path) -> Path:
+    # Write-then-rename: a reader never sees half a message, and a second delivery of the same
+    # order replaces the file instead of adding one.
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(message.as_bytes())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise TransientMailError(f"cannot write {path}: {exc}") from None
+    return path
+
+
+def _send(message: EmailMessage, settings: MailSettings) -> str:
+    assert settings.smtp_url is not None
+    parts = urlsplit(settings.smtp_url)
+    host = parts.hostname or ""
+    secure = parts.scheme == "smtps"
+    port = parts.port or (465 if secure else 25)
+    where = f"{parts.scheme}://{host}:{port}"
+    client = smtplib.SMTP_SSL if secure else smtplib.SMTP
+    try:
+        with client(host, port, timeout=settings.timeout_seconds) as smtp:
+            if parts.username:
+                smtp.login(unquote(parts.username), unquote(parts.password or ""))
+            smtp.send_message(message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = {code for code, _ in exc.recipients.values()}
+        problem = f"{where} refused {', '.join(exc.recipients)}: {sorted(codes)}"
+        if all(code >= 500 for code in codes):
+            raise PermanentMailError(problem) from None
+        raise TransientMailError(problem) from None
+    except smtplib.SMTPResponseException as exc:
+        problem = f"{where} answered {exc.smtp_code} {exc.smtp_error!r}"
+        if exc.smtp_code >= 500:
+            raise PermanentMailError(problem) from None
+        raise TransientMailError(problem) from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise TransientMailError(f"{where}: {type(exc).__name__}: {exc}") from None
+    return where
