@@ -49,12 +49,17 @@ class Faults(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rate: float = Field(0.0, ge=0.0, le=1.0, description="Share of gateway calls that fail.")
-    mode: FaultMode = Field("error", description="error: answer 503; hang: sleep first.")
-    hang_seconds: float = Field(
-        5.0, gt=0.0, le=300.0, description="How long a hang lasts (beyond the Trigger timeout)."
+    rate: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of gateway calls that fail."
     )
-    seed: int = Field(0, description="Changes which events fail; same seed, same failures.")
+    mode: FaultMode = Field(default="error", description="error: answer 503; hang: sleep first.")
+    hang_seconds: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=300.0,
+        description="How long a hang lasts (beyond the Trigger timeout).",
+    )
+    seed: int = Field(default=0, description="Changes which events fail; same seed, same failures.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Faults:

@@ -99,16 +99,19 @@ class LineItem(BaseModel):
     quantity: Quantity
 
 
-Items = Annotated[list[LineItem], Field(min_length=1, max_length=50)]
+Items = Annotated[
+    list[LineItem], Field(min_length=1, max_length=50, description="The order's lines.")
+]
+Currency = Annotated[str, Field(description="ISO 4217 code of the amount's currency.")]
 
 
 class Shortage(BaseModel):
     """A line inventory could not reserve; an unknown SKU has ``known: false``, available 0."""
 
     sku: Sku
-    requested: int = Field(ge=1)
-    available: int = Field(ge=0)
-    known: bool = True
+    requested: int = Field(ge=1, description="Units the order asked for.")
+    available: int = Field(ge=0, description="Units available when it was checked.")
+    known: bool = Field(default=True, description="False for a SKU inventory does not stock.")
 
 
 class OrderEvent(Event):
@@ -122,7 +125,7 @@ class OrderCreated(OrderEvent, type="com.example.shop.order.created"):
 
     customer: Customer
     items: Items
-    placed_at: datetime
+    placed_at: datetime = Field(description="When the order was placed (RFC 3339).")
 
 
 class InventoryReserved(OrderEvent, type="com.example.shop.inventory.reserved"):
@@ -135,7 +138,9 @@ class InventoryReserved(OrderEvent, type="com.example.shop.inventory.reserved"):
 class InventoryRejected(OrderEvent, type="com.example.shop.inventory.rejected"):
     """Some lines could not be reserved (nothing was reserved); the order will be cancelled."""
 
-    shortages: Annotated[list[Shortage], Field(min_length=1)]
+    shortages: Annotated[
+        list[Shortage], Field(min_length=1, description="The lines that could not be reserved.")
+    ]
 
 
 class PaymentAuthorized(OrderEvent, type="com.example.shop.payment.authorized"):
@@ -144,17 +149,17 @@ class PaymentAuthorized(OrderEvent, type="com.example.shop.payment.authorized"):
     customer: Customer
     items: Items
     amount_cents: Cents
-    currency: str = CURRENCY
-    authorization_id: str
+    currency: Currency = CURRENCY
+    authorization_id: str = Field(description="The gateway's reference of the authorization.")
 
 
 class PaymentDeclined(OrderEvent, type="com.example.shop.payment.declined"):
     """The payment was declined; the reservation must be released."""
 
     amount_cents: Cents
-    currency: str = CURRENCY
-    reason: DeclineReason
-    message: str
+    currency: Currency = CURRENCY
+    reason: DeclineReason = Field(description="Why, as a code.")
+    message: str = Field(description="Why, in words.")
 
 
 class OrderConfirmed(OrderEvent, type="com.example.shop.order.confirmed"):
@@ -163,7 +168,7 @@ class OrderConfirmed(OrderEvent, type="com.example.shop.order.confirmed"):
     customer: Customer
     items: Items
     amount_cents: Cents
-    currency: str = CURRENCY
+    currency: Currency = CURRENCY
 
 
 class OrderCancelled(OrderEvent, type="com.example.shop.order.cancelled"):
@@ -171,8 +176,8 @@ class OrderCancelled(OrderEvent, type="com.example.shop.order.cancelled"):
 
     customer: Customer
     items: Items
-    reason: CancelReason
-    detail: str
+    reason: CancelReason = Field(description="Why, as a code.")
+    detail: str = Field(description="Why, in words (e.g. which SKUs were short).")
 
 
 SHOP_EVENTS: tuple[type[OrderEvent], ...] = (
