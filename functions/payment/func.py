@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import Float, String
+from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from cascade import Context, DeadLetter, Function, HttpContext, Reply, Retry
@@ -70,7 +70,7 @@ class FaultSetting(Base):
     mode: Mapped[str] = mapped_column(String(8))
     hang_seconds: Mapped[float]
     seed: Mapped[int]
-    updated_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[str] = mapped_column(String(40))
 
 
 fn = Function("payment", metadata=Base.metadata)
@@ -203,7 +203,7 @@ def put_faults(ctx: HttpContext) -> dict[str, Any]:
         faults.hang_seconds,
         faults.seed,
     )
-    row.updated_at = time.time()
+    row.updated_at = now_iso()
     ctx.store.flush()
     ctx.logger.warning("fault injection set to %s", faults.model_dump())
     return faults_document(ctx.store)
