@@ -42,15 +42,15 @@ class Admin:
         self._executor = executor
         self._draining = draining
 
-    def routes(self) -> dict[str, Callable[[web.Request], Any]]:
+    def routes(self) -> dict[str, Callable[[web.BaseRequest], Any]]:
         return {"/-/health": self.health, "/-/triggers": self.triggers, "/metrics": self.metrics}
 
-    async def health(self, request: web.Request) -> web.Response:
+    async def health(self, request: web.BaseRequest) -> web.Response:
         if self._draining():
             return _json({"status": "draining"}, status=503)
         return _json({"status": "ready"})
 
-    async def triggers(self, request: web.Request) -> web.Response:
+    async def triggers(self, request: web.BaseRequest) -> web.Response:
         views = []
         for trigger in self._triggers:
             states = await trigger.dispatcher.partition_states()
@@ -71,7 +71,7 @@ class Admin:
             )
         return _json(views)
 
-    async def metrics(self, request: web.Request) -> web.Response:
+    async def metrics(self, request: web.BaseRequest) -> web.Response:
         for trigger in self._triggers:
             states = await trigger.dispatcher.partition_states()
             self._metrics.set_lag(trigger.namespace, trigger.name, sum(s.lag for s in states))

@@ -2,8 +2,8 @@
 
 Each ``append`` waits until its event is durable. One writer task per log takes everything
 queued, stores it with ``BrokerLog.append_many`` in a worker thread, then wakes the callers and
-tells the dispatchers which partitions grew. Under load this turns many small durable writes
-into few large ones; alone, an event costs one write as before.
+hands the stored records, in order, to ``on_stored`` (tail cache, dispatcher wake-ups). Under load
+this turns many small durable writes into few large ones; alone, an event costs one write.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 
-from cascade.broker.event import StoredEvent
+from cascade.broker.event import Record, StoredEvent
 from cascade.broker.log.base import BrokerLog, LogError
 
 __all__ = ["Appender"]
@@ -28,7 +28,7 @@ class Appender:
         self,
         log: BrokerLog,
         executor: Executor,
-        on_stored: Callable[[Sequence[tuple[int, int]]], None],
+        on_stored: Callable[[Sequence[Record]], None],
         *,
         max_batch: int = 512,
     ) -> None:
@@ -83,10 +83,12 @@ class Appender:
             self._writer = None
 
     def _succeed(self, batch: Sequence[_Pending], positions: Sequence[tuple[int, int]]) -> None:
-        for (_, _, future), position in zip(batch, positions, strict=True):
+        records = []
+        for (event, headers, future), (partition, offset) in zip(batch, positions, strict=True):
             if not future.done():
-                future.set_result(position)
-        self._on_stored(positions)
+                future.set_result((partition, offset))
+            records.append(Record(partition, offset, event, headers or {}))
+        self._on_stored(records)
 
     @staticmethod
     def _fail(batch: Sequence[_Pending], exc: Exception) -> None:

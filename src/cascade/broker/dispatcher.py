@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -21,6 +21,7 @@ from typing import TypeVar
 from cascade.broker.event import Record
 from cascade.broker.log.base import BrokerLog
 from cascade.broker.offsets import PartitionOffsets
+from cascade.broker.tail import TailCache
 
 __all__ = ["PartitionState", "RecordProcessor", "TriggerDispatcher"]
 
@@ -55,6 +56,7 @@ class TriggerDispatcher:
         read_batch: int = 100,
         commit_interval: float = 0.2,
         poll_interval: float = 1.0,
+        tail: TailCache | None = None,
     ) -> None:
         if max_inflight < 1:
             raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
@@ -68,6 +70,7 @@ class TriggerDispatcher:
         self._read_batch = read_batch
         self._commit_interval = commit_interval
         self._poll_interval = poll_interval
+        self._tail = tail
         self._offsets: dict[int, PartitionOffsets] = {}
         self._wakeups = [asyncio.Event() for _ in range(log.partitions)]
         self._slots = asyncio.Semaphore(max_inflight)
@@ -162,15 +165,19 @@ class TriggerDispatcher:
         wakeup = self._wakeups[partition]
         while not self._stopping:
             wakeup.clear()
-            try:
-                records = await self._run(
-                    self._log.read, partition, offsets.next_offset, self._read_batch
-                )
-            except Exception as exc:
-                logger.error(
-                    "trigger %s: reading partition %d failed: %s", self.name, partition, exc
-                )
-                records = ()
+            records: Sequence[Record] | None = None
+            if self._tail is not None:
+                records = self._tail.read(partition, offsets.next_offset, self._read_batch)
+            if records is None:
+                try:
+                    records = await self._run(
+                        self._log.read, partition, offsets.next_offset, self._read_batch
+                    )
+                except Exception as exc:
+                    logger.error(
+                        "trigger %s: reading partition %d failed: %s", self.name, partition, exc
+                    )
+                    records = ()
             if not records:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wakeup.wait(), self._poll_interval)

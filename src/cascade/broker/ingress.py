@@ -63,7 +63,7 @@ class Ingress:
         self._max_event_bytes = max_event_bytes
         self._draining = draining
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.Response:
         """A POST to ``/<namespace>/<broker>`` (one trailing slash allowed)."""
         path = request.path
         if path.endswith("/"):

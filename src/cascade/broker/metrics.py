@@ -6,6 +6,7 @@ The registry is injected so tests and embedding processes keep their own.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -57,17 +58,27 @@ class BrokerMetrics:
             registry=registry,
         )
 
+        # labels() costs several µs per call; the label sets are few, so keep the children.
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def accepted(self, namespace: str, broker: str, count: int = 1) -> None:
-        self._accepted.labels(namespace, broker).inc(count)
+        self._child(self._accepted, namespace, broker).inc(count)
 
     def rejected(self, code: int) -> None:
-        self._rejected.labels(str(code)).inc()
+        self._child(self._rejected, str(code)).inc()
 
     def delivery(self, namespace: str, trigger: str, outcome: Outcome) -> None:
-        self._deliveries.labels(namespace, trigger, outcome.value).inc()
+        self._child(self._deliveries, namespace, trigger, outcome.value).inc()
 
     def attempt_latency(self, namespace: str, trigger: str, seconds: float) -> None:
-        self._latency.labels(namespace, trigger).observe(seconds)
+        self._child(self._latency, namespace, trigger).observe(seconds)
 
     def set_lag(self, namespace: str, trigger: str, lag: int) -> None:
         self._lag.labels(namespace, trigger).set(lag)

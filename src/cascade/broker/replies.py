@@ -17,7 +17,7 @@ from enum import Enum
 
 from cascade.broker.delivery import HttpResponse
 from cascade.broker.event import StoredEvent
-from cascade.broker.http_event import InvalidEvent, event_from_http
+from cascade.broker.http_event import ContentMode, InvalidEvent, content_mode, event_from_http
 
 __all__ = ["HOPS_EXTENSION", "Answer", "AnswerKind", "hops_of", "interpret_answer", "with_hop"]
 
@@ -39,6 +39,14 @@ class Answer:
 
 def interpret_answer(response: HttpResponse) -> Answer:
     """Classify a 2xx answer as a reply, no reply, or a malformed reply (§5.1)."""
+    headers = response.headers
+    if "ce-specversion" not in headers and content_mode(headers.get("Content-Type")) is (
+        ContentMode.BINARY
+    ):
+        # The common plain answer, decided without raising and catching an exception.
+        if not response.body:
+            return Answer(AnswerKind.NO_REPLY)
+        return Answer(AnswerKind.MALFORMED, problem="a body without ce-specversion or a CE format")
     try:
         event = event_from_http(response.headers, response.body)
     except InvalidEvent as exc:

@@ -17,6 +17,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from cascade.broker.delivery import HttpResponse, TransportError, Verdict, classify
 from cascade.broker.event import StoredEvent
+from cascade.broker.http_client import HttpClient, HttpProtocolError
 from cascade.broker.http_event import binary_headers
 from cascade.broker.metrics import BrokerMetrics
 from cascade.broker.tracing import BrokerTracing, headers_for, incoming_context
@@ -37,9 +38,16 @@ class AttemptTarget:
 
 
 class HttpSender:
+    """Plain ``http://`` goes through the lean HttpClient (the hot path), ``https://`` aiohttp."""
+
     def __init__(
-        self, session: aiohttp.ClientSession, tracing: BrokerTracing, metrics: BrokerMetrics
+        self,
+        client: HttpClient,
+        session: aiohttp.ClientSession,
+        tracing: BrokerTracing,
+        metrics: BrokerMetrics,
     ) -> None:
+        self._client = client
         self._session = session
         self._tracing = tracing
         self._metrics = metrics
@@ -70,25 +78,22 @@ class HttpSender:
             )
             trace_headers = headers_for(span, parent)
             headers.update(trace_headers)
-        # aiohttp would otherwise label the body application/octet-stream.
-        skip = () if "Content-Type" in headers else _NO_CONTENT_TYPE
         started = time.perf_counter()
         status: int | None = None
         try:
-            async with self._session.post(
-                target.url,
-                data=event.data,
-                headers=headers,
-                skip_auto_headers=skip,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as answer:
-                body = await answer.read()
-                status = answer.status
-                return HttpResponse(status, answer.headers, body, trace_headers)
+            if target.url.startswith("http://"):
+                raw = await self._client.post(target.url, headers, event.data, timeout)
+                response = HttpResponse(raw.status, raw.headers, raw.body, trace_headers)
+            else:
+                response = await self._send_with_aiohttp(target.url, headers, event.data, timeout)
+                response = HttpResponse(
+                    response.status, response.headers, response.body, trace_headers
+                )
+            status = response.status
+            return response
         except TimeoutError as exc:
             raise TransportError(f"timed out after {timeout:g}s") from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except (aiohttp.ClientError, OSError, HttpProtocolError, ValueError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             self._metrics.attempt_latency(
@@ -96,6 +101,21 @@ class HttpSender:
             )
             if span is not None:
                 _end_attempt_span(span, status)
+
+    async def _send_with_aiohttp(
+        self, url: str, headers: Mapping[str, str], body: bytes, timeout: float
+    ) -> HttpResponse:
+        # aiohttp would otherwise label the body application/octet-stream.
+        skip = () if "Content-Type" in headers else _NO_CONTENT_TYPE
+        async with self._session.post(
+            url,
+            data=body,
+            headers=headers,
+            skip_auto_headers=skip,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as answer:
+            return HttpResponse(answer.status, answer.headers, await answer.read())
 
 
 def _end_attempt_span(span: Span, status: int | None) -> None:

@@ -23,6 +23,8 @@ from cascade.broker.appender import Appender
 from cascade.broker.delivery import RetryPolicy
 from cascade.broker.dispatcher import TriggerDispatcher
 from cascade.broker.egress import EgressConfig, TriggerEgress
+from cascade.broker.event import Record
+from cascade.broker.http_client import HttpClient
 from cascade.broker.ingress import BrokerEndpoint, Ingress, broker_path
 from cascade.broker.log.base import BrokerLog
 from cascade.broker.log.factory import open_log
@@ -30,6 +32,7 @@ from cascade.broker.manifests import Topology, TriggerConfig
 from cascade.broker.metrics import BrokerMetrics
 from cascade.broker.sender import HttpSender
 from cascade.broker.settings import BrokerSettings
+from cascade.broker.tail import TailCache
 from cascade.broker.tracing import BrokerTracing
 
 __all__ = ["BrokerServer", "describe_trigger"]
@@ -76,10 +79,12 @@ class BrokerServer:
         self._executor = ThreadPoolExecutor(_LOG_THREADS, thread_name_prefix="broker-log")
         self._logs: dict[tuple[str, str], BrokerLog] = {}
         self._appenders: dict[tuple[str, str], Appender] = {}
+        self._tails: dict[tuple[str, str], TailCache] = {}
         self._dispatchers: dict[tuple[str, str], list[TriggerDispatcher]] = defaultdict(list)
         self._views: list[TriggerView] = []
         self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
+        self._client: HttpClient | None = None
+        self._runner: web.ServerRunner | None = None
         self._draining = False
         self.port = settings.port
 
@@ -96,12 +101,16 @@ class BrokerServer:
         for key in sorted(self.topology.brokers):
             log = await loop.run_in_executor(self._executor, self._open_log, *key)
             self._logs[key] = log
-            self._appenders[key] = Appender(log, self._executor, self._notifier(key), max_batch=512)
+            self._tails[key] = tail = TailCache(log.partitions)
+            self._appenders[key] = Appender(
+                log, self._executor, self._notifier(key, tail), max_batch=512
+            )
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=_MAX_CONNECTIONS_PER_HOST),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        sender = HttpSender(self._session, self._tracing, self.metrics)
+        self._client = HttpClient(max_per_origin=_MAX_CONNECTIONS_PER_HOST)
+        sender = HttpSender(self._client, self._session, self._tracing, self.metrics)
         for trigger in self.topology.triggers:
             key = (trigger.namespace, trigger.broker)
             if key not in self._logs:
@@ -130,6 +139,8 @@ class BrokerServer:
         await asyncio.gather(*(appender.drain() for appender in self._appenders.values()))
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._client is not None:
+            await self._client.close()
         if self._session is not None:
             await self._session.close()
         loop = asyncio.get_running_loop()
@@ -147,9 +158,10 @@ class BrokerServer:
             bootstrap_servers=self.settings.bootstrap_servers,
         )
 
-    def _notifier(self, key: tuple[str, str]) -> Any:
-        def notify(positions: Sequence[tuple[int, int]]) -> None:
-            partitions = {partition for partition, _ in positions}
+    def _notifier(self, key: tuple[str, str], tail: TailCache) -> Any:
+        def notify(records: Sequence[Record]) -> None:
+            tail.add(records)
+            partitions = {record.partition for record in records}
             for dispatcher in self._dispatchers.get(key, ()):
                 for partition in partitions:
                     dispatcher.notify(partition)
@@ -183,6 +195,7 @@ class BrokerServer:
             ordered=trigger.ordered,
             max_inflight=self.settings.max_inflight,
             commit_interval=self.settings.commit_interval,
+            tail=self._tails[key],
         )
 
     async def _open_http(self) -> None:
@@ -200,7 +213,7 @@ class BrokerServer:
         admin = Admin(self._views, self.metrics, self._executor, draining=lambda: self._draining)
         admin_routes = admin.routes()
 
-        async def route(request: web.Request) -> web.StreamResponse:
+        async def route(request: web.BaseRequest) -> web.StreamResponse:
             # Probe first, then 405 for every other non-POST, then the ingress (§1.2).
             if request.method in ("GET", "HEAD"):
                 handler = admin_routes.get(request.path)
@@ -211,10 +224,20 @@ class BrokerServer:
                 return web.Response(status=405)
             return await ingress.handle(request)
 
-        # The body limit is the event limit: anything larger is refused with 503 (§1.5).
-        app = web.Application(client_max_size=self.settings.max_event_bytes)
-        app.router.add_route("*", "/{path:.*}", route)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+        loop = asyncio.get_running_loop()
+        max_body = self.settings.max_event_bytes
+
+        def make_request(
+            message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+        ) -> web.BaseRequest:
+            # The body limit is the event limit: anything larger is refused with 503 (§1.5).
+            return web.BaseRequest(
+                message, payload, protocol, writer, task, loop, client_max_size=max_body
+            )
+
+        # aiohttp's low-level server: routing is one dict lookup here, no router or middlewares.
+        low_level = web.Server(route, request_factory=make_request, access_log=None)
+        self._runner = web.ServerRunner(low_level, shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
         await site.start()

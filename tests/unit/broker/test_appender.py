@@ -46,7 +46,9 @@ def test_appends_arriving_during_a_write_go_together() -> None:
         log = SlowCountingLog(3)
         stored: list[tuple[int, int]] = []
         with ThreadPoolExecutor(2) as pool:
-            appender = Appender(log, pool, stored.extend)
+            appender = Appender(
+                log, pool, lambda records: stored.extend((r.partition, r.offset) for r in records)
+            )
             first = asyncio.ensure_future(appender.append(event(0)))
             await asyncio.sleep(0.05)  # the first write is now blocked in the log
             rest = [asyncio.ensure_future(appender.append(event(n))) for n in range(1, 21)]

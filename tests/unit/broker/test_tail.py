@@ -1,0 +1,43 @@
+"""The in-memory tail of a log: serves what it holds, declines everything else."""
+
+from __future__ import annotations
+
+from cascade.broker.event import Record, StoredEvent
+from cascade.broker.tail import TailCache
+
+
+def record(partition: int, offset: int, size: int = 10) -> Record:
+    return Record(partition, offset, StoredEvent({"id": str(offset)}, b"x" * size))
+
+
+def test_serves_contiguous_records_from_an_offset() -> None:
+    tail = TailCache(2)
+    tail.add([record(0, 5), record(1, 0), record(0, 6), record(0, 7)])
+    assert [r.offset for r in tail.read(0, 6, 10) or []] == [6, 7]
+    assert [r.offset for r in tail.read(0, 5, 2) or []] == [5, 6]
+    assert [r.offset for r in tail.read(1, 0, 10) or []] == [0]
+
+
+def test_declines_offsets_it_does_not_hold() -> None:
+    tail = TailCache(2)
+    assert tail.read(0, 0, 10) is None
+    tail.add([record(0, 5), record(0, 6)])
+    assert tail.read(0, 4, 10) is None  # older: read the log
+    assert tail.read(0, 7, 10) is None  # newer than anything stored here
+
+
+def test_a_gap_means_another_writer_and_restarts_the_cache() -> None:
+    tail = TailCache(1)
+    tail.add([record(0, 1), record(0, 2)])
+    tail.add([record(0, 9)])
+    assert tail.read(0, 1, 10) is None
+    assert [r.offset for r in tail.read(0, 9, 10) or []] == [9]
+
+
+def test_memory_is_bounded() -> None:
+    tail = TailCache(1, max_bytes=1000)
+    tail.add([record(0, n, size=100) for n in range(100)])
+    assert tail.read(0, 0, 1) is None
+    held = tail.read(0, 99, 1)
+    assert held is not None
+    assert held[0].offset == 99
