@@ -18,7 +18,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from cascade._version import __version__
 from cascade.binding import BindingError, parse_wsgi
@@ -187,23 +187,9 @@ def _add_event_route(app: Flask, runtime: Runtime) -> None:
             response.headers["Retry-After"] = "1"
             return response
         environ = request.environ
-        length = request.content_length
-        if length is not None and length > max_body:
-            metrics.reject(413)
-            return _problem(413, f"body of {length} bytes exceeds the {max_body}-byte limit")
         try:
-            if length is None and environ.get("wsgi.input_terminated"):
-                # Chunked: werkzeug would silently truncate at the limit, so read one byte
-                # more ourselves and refuse rather than lose data.
-                body = environ["wsgi.input"].read(max_body + 1)
-                if len(body) > max_body:
-                    raise RequestEntityTooLarge()
-            else:
-                body = request.get_data(cache=False)
+            body = _read_body(environ, max_body)
             message = parse_wsgi(environ, body)
-        except RequestEntityTooLarge:
-            metrics.reject(413)
-            return _problem(413, f"body exceeds the {max_body}-byte limit")
         except BindingError as exc:
             metrics.reject(exc.status)
             return _problem(exc.status, exc.detail, attribute=exc.attribute)
@@ -213,6 +199,34 @@ def _add_event_route(app: Flask, runtime: Runtime) -> None:
         return _answer(dispatcher.dispatch(message, parent))
 
     app.add_url_rule("/", "cascade_event", receive, methods=["POST"])
+
+
+def _read_body(environ: Mapping[str, Any], max_body: int) -> bytes:
+    """The request body, straight from the WSGI input (werkzeug's wrappers cost more than
+    the whole parse, and silently truncate chunked bodies at the limit)."""
+    stream = environ["wsgi.input"]
+    raw_length = environ.get("CONTENT_LENGTH")
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if raw_length and not chunked:
+        try:
+            length = int(raw_length)
+        except ValueError:
+            length = -1
+        if length < 0:
+            raise BindingError(400, f"invalid Content-Length {raw_length!r}")
+        if length > max_body:
+            raise BindingError(413, f"body of {length} bytes exceeds the {max_body}-byte limit")
+        body: bytes = stream.read(length) if length else b""
+        if len(body) != length:
+            raise BindingError(400, f"body ended after {len(body)} of {length} bytes")
+        return body
+    if environ.get("wsgi.input_terminated"):
+        # Chunked (the server de-chunks): read one byte more than allowed to notice excess.
+        body = stream.read(max_body + 1)
+        if len(body) > max_body:
+            raise BindingError(413, f"body exceeds the {max_body}-byte limit")
+        return body
+    return b""  # no length and no terminated stream: nothing can be read safely
 
 
 def _add_ops_routes(app: Flask, runtime: Runtime) -> None:

@@ -49,8 +49,8 @@ STRUCTURED_CONTENT_TYPE: Final = "application/cloudevents+json"
 BATCH_CONTENT_TYPE: Final = "application/cloudevents-batch+json"
 # Optional attributes the spec says MUST be non-empty when present.
 _NON_EMPTY_OPTIONAL: Final = frozenset({"subject", "datacontenttype", "dataschema", "schemaurl"})
-_ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]+$")
-_JSON_CONTENT_TYPE = re.compile(r"^(?:application|text)/(?:[a-z0-9.\-]+\+)?json$", re.IGNORECASE)
+_ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]+\Z")
+_JSON_CONTENT_TYPE = re.compile(r"^(?:application|text)/(?:[a-z0-9.\-]+\+)?json\Z", re.IGNORECASE)
 
 Mode = Literal["binary", "structured"]
 
@@ -107,8 +107,9 @@ def parse_wsgi(environ: Mapping[str, Any], body: bytes) -> CloudEventMessage:
     for key, value in environ.items():
         # WSGI spells header "ce-foo" as HTTP_CE_FOO; attribute names are [a-z0-9] only, so a
         # name that had "_" or "-" in it is invalid either way and is caught by validation.
-        if key.startswith("HTTP_CE_"):
-            ce[key[8:].lower()] = _decode_header_value(key[8:].lower(), value)
+        if key[:8] == "HTTP_CE_":
+            name = key[8:].lower()
+            ce[name] = value if value.isascii() and "%" not in value else _decode(name, value)
     return _parse(ce, environ.get("CONTENT_TYPE") or None, body)
 
 
@@ -119,13 +120,13 @@ def parse_headers(headers: Iterable[tuple[str, str]], body: bytes) -> CloudEvent
     for name, value in headers:
         lower = name.lower()
         if lower.startswith("ce-"):
-            ce[lower[3:]] = _decode_header_value(lower[3:], value)
+            ce[lower[3:]] = _decode(lower[3:], value)
         elif lower == "content-type":
             content_type = value or None
     return _parse(ce, content_type, body)
 
 
-def _decode_header_value(name: str, value: str) -> str:
+def _decode(name: str, value: str) -> str:
     if not value.isascii():
         # WSGI hands us latin-1; the binding requires percent-encoding, but be lenient with
         # raw UTF-8 rather than mangle it.
@@ -275,6 +276,18 @@ def is_json_content_type(content_type: str | None) -> bool:
 # --------------------------------------------------------------------------- validation
 
 
+# Names seen valid before: most requests carry the same few extensions, so the regex runs
+# once per name rather than once per request. Bounded, so odd senders cannot grow it.
+_KNOWN_NAMES: set[str] = {
+    "specversion", "id", "source", "type", "time", "subject", "datacontenttype",
+    "dataschema", "schemaurl", "datacontentencoding", "partitionkey", "traceparent",
+    "tracestate",
+}  # fmt: skip
+_KNOWN_NAMES_MAX = 512
+_VALID_SOURCES: set[str] = set()
+_VALID_SOURCES_MAX = 4096
+
+
 def _validate(attributes: dict[str, str]) -> None:
     specversion = attributes.get("specversion")
     if specversion is None:
@@ -290,20 +303,28 @@ def _validate(attributes: dict[str, str]) -> None:
             state = "missing" if name not in attributes else "empty"
             raise BindingError(400, f"{state} required attribute {name!r}", attribute=name)
     for name, value in attributes.items():
-        if not _ATTRIBUTE_NAME.match(name):
-            raise BindingError(
-                400,
-                f"invalid attribute name {name!r}: only lowercase letters a-z and digits",
-                attribute=name,
-            )
+        if name not in _KNOWN_NAMES:
+            if not _ATTRIBUTE_NAME.match(name):
+                raise BindingError(
+                    400,
+                    f"invalid attribute name {name!r}: only lowercase letters a-z and digits",
+                    attribute=name,
+                )
+            if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
+                _KNOWN_NAMES.add(name)
         if not value and name in _NON_EMPTY_OPTIONAL:
             raise BindingError(400, f"attribute {name!r} must not be empty", attribute=name)
-    if not is_uri_reference(attributes["source"]):
-        raise BindingError(
-            400,
-            f"attribute 'source' is not a URI-reference (RFC 3986): {attributes['source']!r}",
-            attribute="source",
-        )
+    source = attributes["source"]
+    if source not in _VALID_SOURCES:
+        if not is_uri_reference(source):
+            raise BindingError(
+                400,
+                f"attribute 'source' is not a URI-reference (RFC 3986): {source!r}",
+                attribute="source",
+            )
+        if len(_VALID_SOURCES) >= _VALID_SOURCES_MAX:
+            _VALID_SOURCES.clear()
+        _VALID_SOURCES.add(source)
     time = attributes.get("time")
     if time is not None and not is_rfc3339(time):
         raise BindingError(
@@ -317,33 +338,32 @@ def _validate(attributes: dict[str, str]) -> None:
             )
 
 
+# Field ranges in the pattern; only days 29-31 need the calendar (leap years, short months).
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?(?:[Zz]|([+-])(\d{2}):(\d{2}))$"
+    r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)"
+    r"(?:\.\d+)?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
 )
 
 
 def is_rfc3339(value: str) -> bool:
     """RFC 3339 ``date-time`` (with a mandatory offset), range-checked."""
-    match = _RFC3339.match(value)
+    match = _RFC3339.fullmatch(value)
     if match is None:
         return False
-    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-    try:
-        # A leap second (60) is legal in RFC 3339; datetime cannot hold it.
-        datetime(year, month, day, hour, minute, min(second, 59))
-    except ValueError:
-        return False
-    if second > 60:
-        return False
-    # The offset, when numeric, must itself be a valid hh:mm.
-    return match.group(7) is None or (int(match.group(8)) <= 23 and int(match.group(9)) <= 59)
+    day = int(match.group(3))
+    if day > 28:
+        try:
+            datetime(int(match.group(1)), int(match.group(2)), day)
+        except ValueError:
+            return False
+    return True
 
 
 # RFC 3986 characters: unreserved, reserved (gen-delims + sub-delims) and "%" (checked below).
-_URI_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*$")
+_URI_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*\Z")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _AUTHORITY = re.compile(r"^//([^/?#]*)")
-_IP_LITERAL_HOST = re.compile(r"^(?:[^@]*@)?\[[0-9A-Fa-f:.vV\-._~!$&'()*+,;=]+\](?::\d*)?$")
+_IP_LITERAL_HOST = re.compile(r"^(?:[^@]*@)?\[[0-9A-Fa-f:.vV\-._~!$&'()*+,;=]+\](?::\d*)?\Z")
 
 
 def is_uri_reference(value: str) -> bool:

@@ -26,7 +26,7 @@ __all__ = ["Event", "EventRegistry", "registry"]
 
 # CloudEvents only requires a non-empty string; we also refuse whitespace and control
 # characters, which can never be routed on reliably (filters compare exact strings).
-_TYPE_RE = re.compile(r"^[\x21-\x7e]+$")
+_TYPE_RE = re.compile(r"^[\x21-\x7e]+\Z")
 
 
 class Event(BaseModel):

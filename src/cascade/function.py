@@ -19,7 +19,7 @@ __all__ = ["Function", "Handler", "Route"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 # The Knative Service / image / folder name: a DNS-1123 label.
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 
 
 @dataclass(frozen=True)

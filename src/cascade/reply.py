@@ -18,7 +18,7 @@ from cascade.events import Event, bound_type
 
 __all__ = ["Reply", "outgoing_attributes"]
 
-_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}\Z")
 # Attributes the runtime owns; `traceparent`/`tracestate` are set once by the originator.
 _RESERVED: Final = frozenset(
     {

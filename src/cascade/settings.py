@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 __all__ = ["Settings", "SettingsError"]
 
 _MIB = 1024 * 1024
-_EXTENSION_NAME = re.compile(r"^[a-z0-9]+$")
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]+\Z")
 
 
 class SettingsError(ValueError):

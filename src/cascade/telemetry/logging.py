@@ -11,14 +11,20 @@ import sys
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
 from opentelemetry import trace
 
-__all__ = ["JsonFormatter", "event_log_context", "setup_logging"]
+__all__ = [
+    "JsonFormatter",
+    "event_log_context",
+    "reset_event_log_fields",
+    "set_event_log_fields",
+    "setup_logging",
+]
 
 _current_event: ContextVar[Mapping[str, str] | None] = ContextVar("cascade_event", default=None)
 
@@ -32,11 +38,20 @@ _RECORD_FIELDS = frozenset(
 @contextmanager
 def event_log_context(fields: Mapping[str, str]) -> Iterator[None]:
     """Attach ``fields`` (event id, type, source, function) to log lines in this block."""
-    token = _current_event.set(fields)
+    token = set_event_log_fields(fields)
     try:
         yield
     finally:
-        _current_event.reset(token)
+        reset_event_log_fields(token)
+
+
+def set_event_log_fields(fields: Mapping[str, str]) -> Token[Mapping[str, str] | None]:
+    """Attach ``fields`` to log lines until :func:`reset_event_log_fields` (hot-path form)."""
+    return _current_event.set(fields)
+
+
+def reset_event_log_fields(token: Token[Mapping[str, str] | None]) -> None:
+    _current_event.reset(token)
 
 
 class JsonFormatter(logging.Formatter):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, values
 from prometheus_client.exposition import choose_encoder
@@ -71,10 +72,21 @@ class Metrics:
             registry=registry,
         )
         self._duplicates = self.duplicates.labels(function)
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def observe(self, event_type: str, outcome: str, seconds: float) -> None:
-        self.events.labels(self.function, event_type, outcome).inc()
-        self.duration.labels(self.function, event_type).observe(seconds)
+        # Label children cached: labels() costs more than the increment itself. The key space
+        # is bounded (handled types + "other", times the outcomes).
+        key = (event_type, outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.events.labels(self.function, event_type, outcome),
+                self.duration.labels(self.function, event_type),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def unavailable(self) -> None:
         """An event refused with 503 because the server is draining (not parsed: type other)."""

@@ -81,7 +81,8 @@ def setup_tracing(service_name: str) -> TracerProvider:
         provider = TracerProvider(resource=_resource(service_name))
         if not sdk_disabled() and otlp_endpoint_configured():
             # Imported lazily: the exporter pulls in protobuf, which most tests never need.
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            # Ours is the SDK's exporter with a leaner protobuf encoder (telemetry/otlp.py).
+            from cascade.telemetry.otlp import OTLPSpanExporter
 
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(provider)
