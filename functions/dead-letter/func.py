@@ -249,7 +249,7 @@ def found(session: Session, dead_letter_id: int) -> DeadLetterRecord:
 def list_dead_letters(ctx: HttpContext) -> Any:
     args = ctx.request.args
     raw_limit = args.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST:
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIST:
         fail(400, f"limit must be a whole number from 1 to {MAX_LIST}, got {raw_limit!r}")
     query = select(DeadLetterRecord).order_by(DeadLetterRecord.id.desc()).limit(int(raw_limit))
     if "order_id" in args:

@@ -158,6 +158,14 @@ def idempotency_key(ctx: HttpContext) -> str | None:
     return key
 
 
+def replayed(session: Session, first: Order, key: str, digest: str) -> Any:
+    """The answer to a POST repeating an earlier one's Idempotency-Key."""
+    if first.request_hash != digest:
+        fail(422, f"Idempotency-Key {key!r} was used for a different order; use a new key")
+    headers = {"Location": f"/orders/{first.id}", "Idempotent-Replayed": "true"}
+    return order_document(session, first), 200, headers
+
+
 # --------------------------------------------------------------------------- HTTP API
 
 
@@ -171,10 +179,7 @@ def place_order(ctx: HttpContext) -> Any:
     if key is not None:
         first = session.scalar(select(Order).where(Order.idempotency_key == key))
         if first is not None:
-            if first.request_hash != digest:
-                fail(422, f"Idempotency-Key {key!r} was used for a different order; use a new key")
-            headers = {"Location": f"/orders/{first.id}", "Idempotent-Replayed": "true"}
-            return order_document(session, first), 200, headers
+            return replayed(session, first, key, digest)
 
     placed = datetime.now(UTC)
     customer = Customer.model_validate(new.customer.model_dump())
@@ -193,7 +198,6 @@ def place_order(ctx: HttpContext) -> Any:
     created = OrderCreated(order_id=order.id, customer=customer, items=items, placed_at=placed)
     event_id = str(uuid.uuid4())
     session.add(order)
-    session.flush()
     session.add(OrderHistory(order_id=order.id, at=order.created_at, state=PENDING, note="placed"))
     session.add(
         OutboxEvent(
@@ -209,8 +213,12 @@ def place_order(ctx: HttpContext) -> Any:
     try:
         session.commit()  # the order and its event, or neither
     except IntegrityError:
+        # A concurrent request with the same Idempotency-Key committed first (PostgreSQL).
         session.rollback()
-        fail(409, "a request with this Idempotency-Key is being processed; retry it")
+        first = session.scalar(select(Order).where(Order.idempotency_key == key))
+        if key is None or first is None:
+            raise
+        return replayed(session, first, key, digest)
     ctx.logger.info("order %s placed", order.id)
     outbox.send(event_id)  # failures stay in the outbox for the relay
     return order_document(session, order), 201, {"Location": f"/orders/{order.id}"}
@@ -232,7 +240,7 @@ def list_orders(ctx: HttpContext) -> Any:
     if state is not None and state not in STATES:
         fail(400, f"state must be one of {', '.join(STATES)}, got {state!r}")
     raw_limit = ctx.request.args.get("limit", "50")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST:
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIST:
         fail(400, f"limit must be a whole number from 1 to {MAX_LIST}, got {raw_limit!r}")
     query = select(Order).order_by(Order.created_at.desc(), Order.id).limit(int(raw_limit))
     if state is not None:

@@ -56,8 +56,8 @@ class Faults(BaseModel):
     hang_seconds: float = Field(
         default=5.0,
         gt=0.0,
-        le=300.0,
-        description="How long a hang lasts (beyond the Trigger timeout).",
+        le=30.0,  # within gunicorn's worker timeout (CASCADE_TIMEOUT, 60 s)
+        description="How long a hang lasts: longer than the Trigger's timeout.",
     )
     seed: int = Field(default=0, description="Changes which events fail; same seed, same failures.")
 

@@ -89,10 +89,12 @@ class Router:
 
 
 class Shop:
-    def __init__(self, make_client: ClientFactory, sink: Sink) -> None:
+    def __init__(self, make_client: ClientFactory, sink: Sink, database_url: str | None) -> None:
         self.sink = sink
         self.clients = {
-            name: make_client(name, sink=sink.url if name == "order" else None)
+            name: make_client(
+                name, sink=sink.url if name == "order" else None, database_url=database_url
+            )
             for name in FUNCTIONS
         }
         self.router = Router(
@@ -130,8 +132,9 @@ class Shop:
 
 
 @pytest.fixture
-def shop(make_client: ClientFactory, sink: Sink) -> Shop:
-    return Shop(make_client, sink)
+def shop(make_client: ClientFactory, sink: Sink, database_url: str | None) -> Shop:
+    """The five functions, on SQLite files or all in one PostgreSQL schema."""
+    return Shop(make_client, sink, database_url)
 
 
 def emails(shop: Shop, order_id: str) -> list[str]:

@@ -203,7 +203,7 @@ def test_list_filters_and_limits(client: FunctionClient) -> None:
     assert [r["event_id"] for r in listed(client, "?order_id=order-2")] == ["c"]
     assert [r["event_id"] for r in listed(client, "?type=com.example.shop.order.created")] == ["b"]
     assert len(listed(client, "?limit=2")) == 2
-    for query in ("?limit=0", "?limit=x", "?limit=501"):
+    for query in ("?limit=0", "?limit=x", "?limit=501", "?limit=%C2%B2"):
         assert client.get(f"/dead-letters{query}").status == 400
 
 

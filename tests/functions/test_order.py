@@ -252,7 +252,7 @@ def test_list_orders_filters_and_validates(client: FunctionClient) -> None:
     cancelled = body(client.get("/orders?state=CANCELLED"))["orders"]
     assert [o["id"] for o in cancelled] == [ids[0]]
     assert len(body(client.get("/orders?limit=2"))["orders"]) == 2
-    for query in ("state=LOST", "limit=0", "limit=many", "limit=501"):
+    for query in ("state=LOST", "limit=0", "limit=many", "limit=501", "limit=%C2%B2"):
         assert client.get(f"/orders?{query}").status == 400
 
 

@@ -171,6 +171,7 @@ def test_put_faults_switches_at_runtime_and_delete_goes_back(
         (b'{"rate": "0.5"}', "application/json", 422, "rate"),
         (b'{"mode": "explode"}', "application/json", 422, "mode"),
         (b'{"hang_seconds": -1}', "application/json", 422, "hang_seconds"),
+        (b'{"hang_seconds": 31}', "application/json", 422, "hang_seconds"),
         (b'{"rates": 0.5}', "application/json", 422, "rates"),
         (b"[]", "application/json", 422, "(body)"),
         (b'{"rate": ', "application/json", 400, None),
