@@ -248,7 +248,10 @@ class Dispatcher:
         source, event_id = message.source, message.id
         session = store.session()
         try:
-            stored = deduper.claim(session, source, event_id)
+            # Our own statements go through the session's connection (same transaction, no
+            # ORM overhead); the handler gets the session itself.
+            connection = session.connection()
+            stored = deduper.claim(connection, source, event_id)
             if stored is not None:
                 session.rollback()
                 self.metrics.duplicate()
@@ -257,7 +260,10 @@ class Dispatcher:
             ctx = self._context(message, session)
             answer = self._reply(handler, self._call(handler, event, ctx), message)
             deduper.record(
-                session, source, event_id, StoredReply(answer.status, answer.headers, answer.body)
+                connection,
+                source,
+                event_id,
+                StoredReply(answer.status, answer.headers, answer.body),
             )
             session.commit()
         except BaseException:
@@ -271,8 +277,8 @@ class Dispatcher:
 
     def _purge(self, store: Store, deduper: Deduper) -> None:
         try:
-            with store.transaction() as session:
-                removed = deduper.purge(session)
+            with store.engine.begin() as connection:
+                removed = deduper.purge(connection)
             if removed:
                 _log.info("removed %d expired dedupe records", removed)
         except Exception:  # housekeeping must never fail an event that already committed

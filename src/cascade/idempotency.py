@@ -1,12 +1,15 @@
 """Dedupe deliveries on (source, id): effects once, the stored reply for every duplicate.
 
 Inside the event's transaction the runtime first *claims* the event by inserting its dedupe
-row (``INSERT ... ON CONFLICT DO NOTHING``). Whoever inserts the row owns the event: the
-handler runs, the reply is written into the row, and handler effects, row and reply commit
-together. A concurrent delivery of the same event blocks on that row (PostgreSQL's unique
-index; SQLite's single writer) until the owner finishes: after a commit it finds the row and
-answers with the stored reply; after a rollback (Retry, DeadLetter, error) its own insert
-succeeds and it runs the handler itself.
+row (``INSERT ... ON CONFLICT DO NOTHING RETURNING``). Whoever inserts the row owns the
+event: the handler runs, the reply is written into the row, and handler effects, row and
+reply commit together. A concurrent delivery of the same event blocks on that row
+(PostgreSQL's unique index; SQLite's single writer) until the owner finishes: after a commit
+it finds the row and answers with the stored reply; after a rollback (Retry, DeadLetter,
+error) its own insert succeeds and it runs the handler itself.
+
+The statements are plain SQL, valid on SQLite (>= 3.35) and PostgreSQL alike, prepared once:
+building SQLAlchemy Core statements per event cost more than running them.
 """
 
 from __future__ import annotations
@@ -14,15 +17,30 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 import orjson
-from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
-
-from cascade.store import dedupe_table
+from sqlalchemy import Connection, text
 
 __all__ = ["Deduper", "StoredReply"]
+
+_CLAIM: Final = text(
+    "INSERT INTO cascade_dedupe"
+    " (function, source, event_id, status, headers, body, created_at)"
+    " VALUES (:function, :source, :event_id, 0, '{}', :empty, :created_at)"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
+)
+_STORED: Final = text(
+    "SELECT status, headers, body FROM cascade_dedupe"
+    " WHERE function = :function AND source = :source AND event_id = :event_id"
+)
+_RECORD: Final = text(
+    "UPDATE cascade_dedupe SET status = :status, headers = :headers, body = :body"
+    " WHERE function = :function AND source = :source AND event_id = :event_id"
+)
+_PURGE: Final = text(
+    "DELETE FROM cascade_dedupe WHERE function = :function AND created_at < :cutoff"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,61 +53,39 @@ class StoredReply:
 
 
 class Deduper:
-    """Claims and records events for one function in one dialect."""
+    """Claims and records events for one function."""
 
     def __init__(self, function: str, dialect: str, ttl_seconds: float) -> None:
+        if dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"idempotency needs SQLite or PostgreSQL, not {dialect!r}")
         self.function = function
         self.ttl_seconds = ttl_seconds
-        self._insert: postgresql.Insert | sqlite.Insert
-        if dialect == "postgresql":
-            self._insert = postgresql.insert(dedupe_table)
-        elif dialect == "sqlite":
-            self._insert = sqlite.insert(dedupe_table)
-        else:
-            raise ValueError(f"idempotency needs SQLite or PostgreSQL, not {dialect!r}")
         self._next_purge = 0.0
 
-    def claim(self, session: Session, source: str, event_id: str) -> StoredReply | None:
+    def claim(self, connection: Connection, source: str, event_id: str) -> StoredReply | None:
         """Own the event (None) or get the reply stored by the delivery that owned it."""
-        claimed = session.execute(
-            self._insert.values(
-                function=self.function,
-                source=source,
-                event_id=event_id,
-                status=0,
-                headers="{}",
-                body=b"",
-                created_at=time.time(),
-            )
-            .on_conflict_do_nothing()
-            # RETURNING, not rowcount: drivers disagree on rowcount here (psycopg gives -1).
-            .returning(dedupe_table.c.event_id)
-        )
+        key = {"function": self.function, "source": source, "event_id": event_id}
+        claimed = connection.execute(_CLAIM, {**key, "empty": b"", "created_at": time.time()})
+        # RETURNING, not rowcount: drivers disagree on rowcount here (psycopg gives -1).
         if claimed.first() is not None:
             return None
-        row = session.execute(
-            select(dedupe_table.c.status, dedupe_table.c.headers, dedupe_table.c.body).where(
-                dedupe_table.c.function == self.function,
-                dedupe_table.c.source == source,
-                dedupe_table.c.event_id == event_id,
-            )
-        ).one()
+        row = connection.execute(_STORED, key).one()
         return StoredReply(row.status, orjson.loads(row.headers), bytes(row.body))
 
-    def record(self, session: Session, source: str, event_id: str, reply: StoredReply) -> None:
+    def record(
+        self, connection: Connection, source: str, event_id: str, reply: StoredReply
+    ) -> None:
         """Store the answer in the claimed row (same transaction as the handler's effects)."""
-        session.execute(
-            update(dedupe_table)
-            .where(
-                dedupe_table.c.function == self.function,
-                dedupe_table.c.source == source,
-                dedupe_table.c.event_id == event_id,
-            )
-            .values(
-                status=reply.status,
-                headers=orjson.dumps(dict(reply.headers)).decode(),
-                body=reply.body,
-            )
+        connection.execute(
+            _RECORD,
+            {
+                "function": self.function,
+                "source": source,
+                "event_id": event_id,
+                "status": reply.status,
+                "headers": orjson.dumps(dict(reply.headers)).decode(),
+                "body": reply.body,
+            },
         )
 
     def purge_due(self, now: float | None = None) -> bool:
@@ -100,12 +96,8 @@ class Deduper:
         self._next_purge = now + max(60.0, self.ttl_seconds / 100)
         return True
 
-    def purge(self, session: Session, now: float | None = None) -> int:
+    def purge(self, connection: Connection, now: float | None = None) -> int:
         """Delete this function's records older than the TTL; returns how many."""
         cutoff = (time.time() if now is None else now) - self.ttl_seconds
-        result = session.execute(
-            delete(dedupe_table).where(
-                dedupe_table.c.function == self.function, dedupe_table.c.created_at < cutoff
-            )
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        result = connection.execute(_PURGE, {"function": self.function, "cutoff": cutoff})
+        return int(result.rowcount)

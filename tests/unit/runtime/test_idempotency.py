@@ -72,10 +72,10 @@ def test_expired_records_are_purged(client: FunctionClient, probe: ModuleType) -
     client.send(probe.Command(action="none"), event_id="old")
     deduper = client.runtime.dispatcher.deduper
     assert deduper is not None
-    with client.runtime.store.transaction() as session:
-        assert deduper.purge(session, now=time.time()) == 0
-    with client.runtime.store.transaction() as session:
-        assert deduper.purge(session, now=time.time() + deduper.ttl_seconds + 1) == 1
+    with client.runtime.store.engine.begin() as connection:
+        assert deduper.purge(connection, now=time.time()) == 0
+    with client.runtime.store.engine.begin() as connection:
+        assert deduper.purge(connection, now=time.time() + deduper.ttl_seconds + 1) == 1
     assert checks.dedupe_records(client) == 0
 
 
