@@ -42,7 +42,7 @@ from cascade.binding import BindingError, CloudEventMessage, is_json_content_typ
 from functions.shop import samples
 from functions.shop.clock import now_iso
 from functions.shop.events import OrderCancelled, OrderConfirmed
-from functions.shop.http import fail, problem_response
+from functions.shop.http import fail, limit_arg, problem_response
 
 # Added by the broker when it dead-letters an event (semantics §4.2); not part of the original.
 ERROR_EXTENSIONS: Final = ("knativeerrordest", "knativeerrorcode", "knativeerrordata", "reason")
@@ -179,6 +179,10 @@ def outcomes(session: Session, order_ids: set[str]) -> dict[str, OrderOutcome]:
     return {row.order_id: row for row in rows}
 
 
+def outcome_of(session: Session, row: DeadLetterRecord) -> OrderOutcome | None:
+    return session.get(OrderOutcome, row.order_id) if row.order_id else None
+
+
 def summary(row: DeadLetterRecord, outcome: OrderOutcome | None) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -248,10 +252,8 @@ def found(session: Session, dead_letter_id: int) -> DeadLetterRecord:
 @fn.route("/dead-letters")
 def list_dead_letters(ctx: HttpContext) -> Any:
     args = ctx.request.args
-    raw_limit = args.get("limit", "100")
-    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIST:
-        fail(400, f"limit must be a whole number from 1 to {MAX_LIST}, got {raw_limit!r}")
-    query = select(DeadLetterRecord).order_by(DeadLetterRecord.id.desc()).limit(int(raw_limit))
+    limit = limit_arg(ctx.request, 100, MAX_LIST)
+    query = select(DeadLetterRecord).order_by(DeadLetterRecord.id.desc()).limit(limit)
     if "order_id" in args:
         query = query.where(DeadLetterRecord.order_id == args["order_id"])
     if "type" in args:
@@ -266,9 +268,8 @@ def list_dead_letters(ctx: HttpContext) -> Any:
 @fn.route("/dead-letters/<int:dead_letter_id>")
 def get_dead_letter(ctx: HttpContext, dead_letter_id: int) -> Any:
     row = found(ctx.store, dead_letter_id)
-    outcome = outcomes(ctx.store, {row.order_id} if row.order_id else set()).get(row.order_id or "")
     return {
-        **summary(row, outcome),
+        **summary(row, outcome_of(ctx.store, row)),
         "error_data": decoded_error_data(row.error_data),
         "event": event_document(row),
     }
@@ -283,8 +284,7 @@ def mark_replayed(ctx: HttpContext, dead_letter_id: int) -> Any:
     row.last_replayed_at = now_iso()
     ctx.logger.info("dead letter %d replayed (%d times)", row.id, row.replay_count)
     ctx.store.flush()
-    outcome = outcomes(ctx.store, {row.order_id} if row.order_id else set()).get(row.order_id or "")
-    return summary(row, outcome)
+    return summary(row, outcome_of(ctx.store, row))
 
 
 # --------------------------------------------------------------------------- order outcomes

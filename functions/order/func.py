@@ -57,7 +57,7 @@ from functions.shop.events import (
     PaymentDeclined,
     keyed,
 )
-from functions.shop.http import fail, problem_response, read_json
+from functions.shop.http import fail, limit_arg, problem_response, read_json
 
 PUBLISHES: Final = (OrderCreated,)
 """Types this function originates through K_SINK (not replies); read by the catalog and tests."""
@@ -239,10 +239,8 @@ def list_orders(ctx: HttpContext) -> Any:
     state = ctx.request.args.get("state")
     if state is not None and state not in STATES:
         fail(400, f"state must be one of {', '.join(STATES)}, got {state!r}")
-    raw_limit = ctx.request.args.get("limit", "50")
-    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIST:
-        fail(400, f"limit must be a whole number from 1 to {MAX_LIST}, got {raw_limit!r}")
-    query = select(Order).order_by(Order.created_at.desc(), Order.id).limit(int(raw_limit))
+    limit = limit_arg(ctx.request, 50, MAX_LIST)
+    query = select(Order).order_by(Order.created_at.desc(), Order.id).limit(limit)
     if state is not None:
         query = query.where(Order.state == state)
     orders = ctx.store.scalars(query)

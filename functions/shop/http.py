@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from cascade.dispatch import problem
 
-__all__ = ["fail", "problem_response", "read_json"]
+__all__ = ["fail", "limit_arg", "problem_response", "read_json"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -57,6 +57,14 @@ def read_json(request: Request, model: type[M], what: str) -> M:
                 {"field": _field(e["loc"]), "message": e["msg"], "type": e["type"]} for e in errors
             ],
         )
+
+
+def limit_arg(request: Request, default: int, maximum: int) -> int:
+    """The ``limit`` query parameter: a whole number from 1 to ``maximum`` (else 400)."""
+    raw = request.args.get("limit", str(default))
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
+        fail(400, f"limit must be a whole number from 1 to {maximum}, got {raw!r}")
+    return int(raw)
 
 
 def _field(loc: tuple[int | str, ...]) -> str:

@@ -258,7 +258,7 @@ def event_for(kind: str, order_id: str, lines: dict[str, int]) -> Event:
     return samples.payment_declined(order_id)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(operations)
 def test_stock_is_conserved_under_any_sequence_of_events(
     steps: list[tuple[str, int, dict[str, int]]],
