@@ -220,26 +220,22 @@ def decoded_error_data(encoded: str | None) -> dict[str, Any] | None:
 
 
 def event_document(row: DeadLetterRecord) -> dict[str, Any]:
-    """The original event: attributes, and data as JSON, text or base64."""
-    document: dict[str, Any] = {"attributes": row.attributes}
+    """The original event: its attributes, ``data_base64`` (the exact bytes, for replay) and
+    ``data`` for reading (parsed JSON, text, or None when it is neither)."""
     content_type = row.attributes.get("datacontenttype")
-    if not row.data:
-        document["data"] = None
-    elif is_json_content_type(content_type):
+    readable: Any = None
+    if row.data and is_json_content_type(content_type):
         try:
-            document["data"] = orjson.loads(row.data)
-            return document
+            readable = orjson.loads(row.data)
         except orjson.JSONDecodeError:
-            pass
-    if row.data and (content_type or "").startswith("text/"):
-        try:
-            document["data"] = row.data.decode("utf-8")
-            return document
-        except UnicodeDecodeError:
-            pass
-    if row.data:
-        document["data_base64"] = base64.b64encode(row.data).decode("ascii")
-    return document
+            readable = None
+    elif row.data and (content_type or "").startswith("text/"):
+        readable = row.data.decode("utf-8", errors="replace")
+    return {
+        "attributes": row.attributes,
+        "data": readable,
+        "data_base64": base64.b64encode(row.data).decode("ascii") if row.data else None,
+    }
 
 
 def found(session: Session, dead_letter_id: int) -> DeadLetterRecord:

@@ -9,7 +9,6 @@ from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 import pytest
 
 from cascade.binding import binary_headers
@@ -75,10 +74,7 @@ class Router:
         dlq = self.clients["dead-letter"]
         letter = body(dlq.get(f"/dead-letters/{dead_letter_id}"))
         event = letter["event"]
-        if "data_base64" in event:
-            data = base64.b64decode(event["data_base64"])
-        else:
-            data = b"" if event["data"] is None else orjson.dumps(event["data"])
+        data = base64.b64decode(event["data_base64"] or "")
         client, path = self.client_at(letter["dest"])
         result = client.post(binary_headers(event["attributes"]), data, path)
         if classify(result.status) is Verdict.SUCCESS and result.attributes:
