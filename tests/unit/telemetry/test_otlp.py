@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode
@@ -27,6 +25,7 @@ from opentelemetry.trace import (
 )
 
 from cascade.telemetry.otlp import OTLPSpanExporter, encode_spans
+from tests.unit.telemetry.otlp_collector import Collector
 
 REMOTE = SpanContext(
     trace_id=0x0AF7651916CD43DD8448EB211C80319C,
@@ -113,44 +112,14 @@ def test_empty_batch() -> None:
     assert encode_spans([]) == b""
 
 
-class _Collector:
-    def __init__(self) -> None:
-        self.bodies: list[tuple[dict[str, str], bytes]] = []
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                collector.bodies.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
-def collector() -> Iterator[_Collector]:
-    c = _Collector()
+def collector() -> Iterator[Collector]:
+    c = Collector()
     yield c
     c.close()
 
 
-def test_exporter_posts_our_encoding_with_sdk_options(collector: _Collector) -> None:
+def test_exporter_posts_our_encoding_with_sdk_options(collector: Collector) -> None:
     from opentelemetry.exporter.otlp.proto.http import Compression
 
     spans = make_spans(Resource({"service.name": "greeter"}))
