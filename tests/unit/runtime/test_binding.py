@@ -171,6 +171,12 @@ def test_structured_03_base64_encoding_is_decoded() -> None:
         ),
         (b'{"specversion":"1.0","id":"1","source":"/s","type":"t","data_base64":"!!"}', "data"),
         (b'{"id":"1","source":"/s","type":"t"}', "'specversion'"),
+        (b'{"specversion":"1.0","id":"1","source":"/s","type":"t","ab\\n":"x"}', "name"),
+        (b'{"specversion":"1.0","id":"1","source":"/s\\n","type":"t"}', "'source'"),
+        (
+            b'{"specversion":"1.0","id":"1","source":"/s","type":"t","time":"2024-01-01T00:00:00Z\\n"}',
+            "'time'",
+        ),
     ],
 )
 def test_structured_errors_are_400(document: bytes, needle: str) -> None:

@@ -294,3 +294,27 @@ def test_ops_endpoints_refuse_post(client: FunctionClient, path: str) -> None:
     result = client.post({"Content-Type": "application/json"}, b"{}", path=path)
     assert result.status == 405
     assert result.headers["Allow"]
+
+
+def raw_wsgi(client: FunctionClient, content_length: str, body: bytes) -> tuple[str, bytes]:
+    builder = EnvironBuilder("/", method="POST", headers=binary(), input_stream=io.BytesIO(body))
+    try:
+        environ = builder.get_environ()
+        environ["CONTENT_LENGTH"] = content_length
+        chunks, status, _ = run_wsgi_app(client.app, environ, buffered=True)
+        return status, b"".join(chunks)
+    finally:
+        builder.close()
+
+
+@pytest.mark.parametrize("content_length", ["abc", "-5"])
+def test_invalid_content_length_is_400(client: FunctionClient, content_length: str) -> None:
+    status, body = raw_wsgi(client, content_length, b"{}")
+    assert status.startswith("400")
+    assert b"invalid Content-Length" in body
+
+
+def test_body_shorter_than_content_length_is_400(client: FunctionClient) -> None:
+    status, body = raw_wsgi(client, "50", b'{"action": "none"}')
+    assert status.startswith("400")
+    assert b"body ended after 18 of 50 bytes" in body
