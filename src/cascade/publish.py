@@ -17,6 +17,7 @@ httpx/requests per request.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -89,14 +90,16 @@ class Publisher:
     ) -> Publisher:
         """A publisher for ``K_SINK`` (and ``K_CE_OVERRIDES``, ``CASCADE_PUBLISH_*``).
 
-        ``source`` defaults to ``CASCADE_SOURCE``; one of the two is required.
+        ``source`` defaults to ``CASCADE_SOURCE``, then to ``/<K_SERVICE>`` (the Knative
+        Service name Knative Serving sets); one of them is required.
         """
         settings = settings or Settings.from_env()
         if settings.sink is None:
             raise PublishError("K_SINK is not set: there is nowhere to publish to")
-        chosen = source or settings.source
+        service = os.environ.get("K_SERVICE", "").strip()
+        chosen = source or settings.source or (f"/{service}" if service else None)
         if not chosen:
-            raise ValueError("pass source= or set CASCADE_SOURCE")
+            raise ValueError("pass source=, or set CASCADE_SOURCE (or K_SERVICE)")
         return cls.from_settings(settings, chosen, tracer_provider=tracer_provider)
 
     @classmethod

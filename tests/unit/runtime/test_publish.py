@@ -142,6 +142,18 @@ def test_from_env_reads_sink_overrides_and_source(probe: ModuleType) -> None:
     assert headers["ce-source"] == "/from-env"
 
 
+def test_from_env_source_falls_back_to_the_knative_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings.from_env({"K_SINK": "http://127.0.0.1:9/"})
+    monkeypatch.delenv("K_SERVICE", raising=False)
+    with pytest.raises(ValueError, match="CASCADE_SOURCE"):
+        Publisher.from_env(settings=settings)
+    monkeypatch.setenv("K_SERVICE", "order")
+    with Publisher.from_env(settings=settings) as pub:
+        assert pub.source == "/order"
+
+
 def test_from_env_without_sink_is_a_clear_error() -> None:
     with pytest.raises(PublishError, match="K_SINK is not set"):
         Publisher.from_env("/x", settings=Settings.from_env({}))
