@@ -73,8 +73,9 @@ def test_two_workers_share_one_view_of_metrics(tmp_path: Path) -> None:
         assert server.metric("cascade_event_duration_seconds_count") == float(sent)
 
 
-def test_sigterm_drains_in_flight_and_exits_zero(tmp_path: Path) -> None:
-    with serve(tmp_path, "--workers", "2") as server:
+@pytest.mark.parametrize("threads", ["1", "4"])  # sync and gthread workers
+def test_sigterm_drains_in_flight_and_exits_zero(tmp_path: Path, threads: str) -> None:
+    with serve(tmp_path, "--workers", "2", "--threads", threads) as server:
         marker = tmp_path / "in-flight"
         results: list[Answer] = []
         thread = in_background(
