@@ -15,6 +15,7 @@ from cascade.broker.log.base import LogError
 from cascade.broker.log.factory import LogKind
 from cascade.broker.manifests import ManifestError, Topology, load_topology
 from cascade.broker.server import BrokerServer
+from cascade.broker.service_urls import ServiceUrlError, parse_service_urls
 from cascade.broker.settings import DEFAULT_MAX_EVENT_BYTES, BrokerSettings
 from cascade.telemetry.tracing import setup_tracing
 
@@ -35,6 +36,14 @@ EXIT_START_FAILED = 1
     required=True,
     type=click.Path(exists=True, path_type=Path),
     help="Broker/Trigger/Service manifest (YAML file or folder); repeatable.",
+)
+@click.option(
+    "--service-url",
+    "service_urls",
+    multiple=True,
+    metavar="[NAMESPACE/]NAME=URL",
+    help="Where a Knative Service named by a ref runs (wins over the manifest); repeatable. "
+    "cascade run passes one per function.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
@@ -84,6 +93,7 @@ EXIT_START_FAILED = 1
 )
 def broker(
     files: tuple[Path, ...],
+    service_urls: tuple[str, ...],
     host: str,
     port: int,
     log_kind: LogKind,
@@ -100,7 +110,11 @@ def broker(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        topology = load_topology(list(files))
+        urls = parse_service_urls(service_urls)
+    except ServiceUrlError as exc:
+        raise click.BadParameter(str(exc), param_hint="--service-url") from None
+    try:
+        topology = load_topology(list(files), service_urls=urls)
     except ManifestError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_MANIFEST_ERROR)

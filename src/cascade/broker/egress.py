@@ -13,11 +13,19 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from cascade.broker.activity import ActivityFeed
 from cascade.broker.dead_letter import dead_letter_event
-from cascade.broker.delivery import DeliveryResult, HttpResponse, RetryPolicy, deliver
+from cascade.broker.delivery import (
+    DeliveryResult,
+    HttpResponse,
+    RetryPolicy,
+    TransportError,
+    deliver,
+)
 from cascade.broker.event import Record, StoredEvent
 from cascade.broker.filters import Filter
 from cascade.broker.metrics import BrokerMetrics, Outcome
@@ -59,12 +67,14 @@ class TriggerEgress:
         metrics: BrokerMetrics,
         *,
         max_hops: int | None = None,
+        activity: ActivityFeed | None = None,
     ) -> None:
         self.config = config
         self._sender = sender
         self._publish = publish
         self._metrics = metrics
         self._max_hops = max_hops
+        self._activity = activity
         self._label = f"{config.namespace}/{config.trigger}"
 
     async def process(self, record: Record) -> None:
@@ -75,12 +85,14 @@ class TriggerEgress:
         subscriber = AttemptTarget(
             self.config.subscriber, self.config.namespace, self.config.trigger, "subscriber"
         )
-        result = await self._deliver(subscriber, event, record.headers)
+        clock = _AttemptClock()
+        result = await self._deliver(subscriber, event, record.headers, clock)
         if result.succeeded:
             assert result.response is not None
             problem = await self._handle_answer(event, result.response, "subscriber")
             if problem is None:
                 self._count(Outcome.DELIVERED)
+                self._note(event, Outcome.DELIVERED, result.attempts, clock)
                 return
             logger.warning(
                 "trigger %s: subscriber %s answered %s; dead-lettering event %s without retry",
@@ -99,19 +111,36 @@ class TriggerEgress:
                 self.config.subscriber,
                 result.describe(),
             )
-        await self._dead_letter(failed, record.headers)
+        outcome = await self._dead_letter(failed, record.headers)
+        self._note(failed, outcome, result.attempts, clock)
 
     async def _deliver(
-        self, target: AttemptTarget, event: StoredEvent, record_headers: Mapping[str, str]
+        self,
+        target: AttemptTarget,
+        event: StoredEvent,
+        record_headers: Mapping[str, str],
+        clock: _AttemptClock | None = None,
     ) -> DeliveryResult:
         async def send_once(attempt: int, timeout: float) -> HttpResponse:
-            return await self._sender.send(target, event, record_headers, attempt, timeout)
+            if clock is None:
+                return await self._sender.send(target, event, record_headers, attempt, timeout)
+            clock.begin()
+            try:
+                response = await self._sender.send(target, event, record_headers, attempt, timeout)
+            except TransportError as exc:
+                clock.end(None, str(exc))
+                raise
+            clock.end(response.status, None)
+            return response
 
-        return await deliver(
-            send_once, self.config.policy, on_retry=lambda _attempt: self._count(Outcome.RETRIED)
-        )
+        def on_retry(attempt: int) -> None:
+            self._count(Outcome.RETRIED)
+            if clock is not None:
+                self._note(event, Outcome.RETRIED, attempt - 1, clock)
 
-    async def _dead_letter(self, event: StoredEvent, record_headers: Mapping[str, str]) -> None:
+        return await deliver(send_once, self.config.policy, on_retry=on_retry)
+
+    async def _dead_letter(self, event: StoredEvent, record_headers: Mapping[str, str]) -> Outcome:
         sink = self.config.dead_letter_sink
         event_id = event.attributes.get("id")
         if sink is None:
@@ -121,7 +150,7 @@ class TriggerEgress:
                 self._label,
                 event_id,
             )
-            return
+            return Outcome.DROPPED
         target = AttemptTarget(sink, self.config.namespace, self.config.trigger, "dead-letter sink")
         result = await self._deliver(target, event, record_headers)
         if not result.succeeded:
@@ -133,7 +162,7 @@ class TriggerEgress:
                 sink,
                 result.describe(),
             )
-            return
+            return Outcome.DROPPED
         assert result.response is not None
         problem = await self._handle_answer(event, result.response, "dead-letter sink")
         if problem is not None:
@@ -145,6 +174,7 @@ class TriggerEgress:
                 problem,
             )
         self._count(Outcome.DEAD_LETTERED)
+        return Outcome.DEAD_LETTERED
 
     async def _handle_answer(
         self, answered: StoredEvent, response: HttpResponse, source: str
@@ -182,3 +212,42 @@ class TriggerEgress:
 
     def _count(self, outcome: Outcome) -> None:
         self._metrics.delivery(self.config.namespace, self.config.trigger, outcome)
+
+    def _note(
+        self, event: StoredEvent, outcome: Outcome, attempt: int, clock: _AttemptClock
+    ) -> None:
+        """One entry of the activity feed (``cascade run``, ``cascade tail``)."""
+        if self._activity is None:
+            return
+        self._activity.record(
+            namespace=self.config.namespace,
+            trigger=self.config.trigger,
+            subscriber=self.config.subscriber,
+            attributes=event.attributes,
+            attempt=attempt,
+            outcome=outcome.value,
+            status=clock.status,
+            error=clock.error,
+            reason=event.attributes.get("reason") if outcome is Outcome.DEAD_LETTERED else None,
+            latency=clock.latency,
+            elapsed=time.perf_counter() - clock.first,
+        )
+
+
+class _AttemptClock:
+    """The last subscriber attempt's status and duration, for the activity feed."""
+
+    __slots__ = ("_started", "error", "first", "latency", "status")
+
+    def __init__(self) -> None:
+        self.first = self._started = time.perf_counter()
+        self.status: int | None = None
+        self.error: str | None = None
+        self.latency = 0.0
+
+    def begin(self) -> None:
+        self._started = time.perf_counter()
+
+    def end(self, status: int | None, error: str | None) -> None:
+        self.latency = time.perf_counter() - self._started
+        self.status, self.error = status, error

@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from cascade.broker.activity import ActivityFeed
 from cascade.broker.admin import Admin, TriggerView
 from cascade.broker.appender import Appender
 from cascade.broker.delivery import RetryPolicy
@@ -75,6 +76,7 @@ class BrokerServer:
         self.topology = topology
         self.settings = settings
         self.metrics = BrokerMetrics(registry or CollectorRegistry())
+        self.activity = ActivityFeed()  # GET /-/activity: what cascade run and cascade tail show
         self._tracing = BrokerTracing()
         self._executor = ThreadPoolExecutor(_LOG_THREADS, thread_name_prefix="broker-log")
         self._logs: dict[tuple[str, str], BrokerLog] = {}
@@ -137,6 +139,7 @@ class BrokerServer:
         await asyncio.gather(*(d.stop(self.settings.drain_seconds) for d in dispatchers))
         # Replies of the last deliveries may still be queued.
         await asyncio.gather(*(appender.drain() for appender in self._appenders.values()))
+        self.activity.close()  # ends followers' streams, which would hold up the cleanup
         if self._runner is not None:
             await self._runner.cleanup()
         if self._client is not None:
@@ -185,6 +188,7 @@ class BrokerServer:
             self._appenders[key].append,
             self.metrics,
             max_hops=self.settings.max_hops,
+            activity=self.activity,
         )
         return TriggerDispatcher(
             name=f"{trigger.namespace}/{trigger.name}",
@@ -212,6 +216,7 @@ class BrokerServer:
         )
         admin = Admin(self._views, self.metrics, self._executor, draining=lambda: self._draining)
         admin_routes = admin.routes()
+        admin_routes["/-/activity"] = self.activity.handle
 
         async def route(request: web.BaseRequest) -> web.StreamResponse:
             # Probe first, then 405 for every other non-POST, then the ingress (§1.2).
