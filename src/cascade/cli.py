@@ -16,10 +16,12 @@ def main() -> None:
 def _register() -> None:
     # Subcommands live beside the code they drive; importing here keeps `cascade --help` complete.
     from cascade.broker.command import broker
+    from cascade.runner.command import run
     from cascade.serve import serve
 
     main.add_command(serve)
     main.add_command(broker)
+    main.add_command(run)
 
 
 _register()

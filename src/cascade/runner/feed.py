@@ -1,0 +1,85 @@
+"""Read the broker's activity feed (``GET /-/activity``, NDJSON) over HTTP.
+
+Used by ``cascade run`` (a thread printing one line per delivery) and ``cascade tail``.
+"""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+
+__all__ = ["ActivityClient", "FeedError", "broker_origin"]
+
+
+class FeedError(Exception):
+    """The broker answered something other than its activity feed."""
+
+
+def broker_origin(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of a broker URL; an ingress URL's path is ignored."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise ValueError(f"{url!r}: {exc}") from None
+    return parts.scheme, parts.hostname, port
+
+
+class ActivityClient:
+    def __init__(self, broker_url: str, *, timeout: float = 15.0) -> None:
+        self.scheme, self.host, self.port = broker_origin(broker_url)
+        # The broker sends a blank line every few seconds, so a silent socket is a dead one.
+        self.timeout = timeout
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout)
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+    def entries(
+        self, *, follow: bool, after: int | None = None, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Entries oldest first; with ``follow``, until the broker ends the stream.
+
+        Raises OSError when the broker cannot be reached, FeedError for an unexpected answer.
+        """
+        query: dict[str, str] = {}
+        if follow:
+            query["follow"] = "1"
+        if after is not None:
+            query["after"] = str(after)
+        if limit is not None:
+            query["limit"] = str(limit)
+        path = "/-/activity" + (f"?{urlencode(query)}" if query else "")
+        connection = self._connection()
+        try:
+            connection.request("GET", path, headers={"Accept": "application/x-ndjson"})
+            response = connection.getresponse()
+            if response.status != 200:
+                body = response.read(2000).decode("utf-8", errors="replace").strip()
+                raise FeedError(
+                    f"GET {path} answered {response.status}"
+                    + (f": {body}" if body else "")
+                    + " (is this a cascade broker?)"
+                )
+            while True:
+                line = response.readline()
+                if not line:
+                    return
+                line = line.strip()
+                if not line:
+                    continue  # heartbeat
+                try:
+                    entry = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise FeedError(f"the activity feed sent a non-JSON line: {exc}") from None
+                if isinstance(entry, dict):
+                    yield entry
+        finally:
+            connection.close()
