@@ -21,7 +21,7 @@ class Profile:
     warmup_s: float
 
 
-FULL = Profile(duration_s=10.0, runs=3, warmup_s=2.0)
+FULL = Profile(duration_s=8.0, runs=5, warmup_s=2.0)
 QUICK = Profile(duration_s=2.0, runs=3, warmup_s=1.0)
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ __all__ = [
     "medians",
     "progress",
     "run_interleaved",
+    "source_revision",
     "utc_now",
     "write_json",
 ]
@@ -116,9 +118,27 @@ def utc_now() -> str:
 def machine_info() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
+
+
+def source_revision(repo: Path) -> dict[str, Any]:
+    """The commit measured, and whether the work tree had local changes (None outside git)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(
+                ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", "src", "bench")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
 def write_json(path: Path, payload: Mapping[str, Any]) -> None:

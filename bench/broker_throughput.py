@@ -33,10 +33,11 @@ from bench._report import (
     medians,
     progress,
     run_interleaved,
+    source_revision,
     utc_now,
     write_json,
 )
-from bench._servers import Server, cascade_argv, free_port, post_event
+from bench._servers import REPO_ROOT, Server, cascade_argv, free_port, post_event
 from bench._wrk import DEFAULT_EVENT, BenchError, WrkResult, ensure_wrk
 
 NAME = "broker_throughput"
@@ -339,6 +340,7 @@ def _report(options: Options, results: dict[str, list[Measurement]], elapsed: fl
         "date": utc_now(),
         "elapsed_s": round(elapsed, 1),
         "machine": machine_info(),
+        "source": source_revision(REPO_ROOT),
         "settings": {
             "duration_s": options.duration_s,
             "runs": options.runs,

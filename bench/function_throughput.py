@@ -32,10 +32,11 @@ from bench._report import (
     medians,
     progress,
     run_interleaved,
+    source_revision,
     utc_now,
     write_json,
 )
-from bench._servers import Server, cascade_argv, free_port, gunicorn_argv, post_event
+from bench._servers import REPO_ROOT, Server, cascade_argv, free_port, gunicorn_argv, post_event
 from bench._wrk import DEFAULT_EVENT, PING_TYPE, REPLY_TYPE, BenchError, ensure_wrk
 
 NAME = "function_throughput"
@@ -318,6 +319,7 @@ def _report(
         "date": utc_now(),
         "elapsed_s": round(elapsed, 1),
         "machine": machine_info(),
+        "source": source_revision(REPO_ROOT),
         "settings": {
             "duration_s": options.duration_s,
             "runs": options.runs,
@@ -371,6 +373,16 @@ def _ratios(med: dict[str, dict[str, float]]) -> list[Ratio]:
                 Ratio.of(f"{key} / (a) bare-flask", rps(key), rps("bare-flask")),
                 Ratio.of(f"{key} / (c) sdk-otel-flask", rps(key), rps("sdk-otel-flask")),
             ]
+    if "cascade" in med:
+        # The same comparison by server CPU per request (baseline µs / Cascade µs): less
+        # sensitive to what the neighbours take from the shared cores. No target.
+        def cpu(key: str) -> tuple[str, float]:
+            return key, med[key]["cpu_us_per_request"]
+
+        ratios += [
+            Ratio.of("CPU: (a) µs/req / cascade µs/req", cpu("bare-flask"), cpu("cascade")),
+            Ratio.of("CPU: (c) µs/req / cascade µs/req", cpu("sdk-otel-flask"), cpu("cascade")),
+        ]
     return ratios
 
 

@@ -15,8 +15,10 @@ from bench._report import (
     markdown_table,
     medians,
     run_interleaved,
+    source_revision,
     write_json,
 )
+from bench._servers import REPO_ROOT
 from bench._wrk import (
     DEFAULT_EVENT,
     BenchError,
@@ -178,6 +180,16 @@ class TestOutput:
         assert len({len(line) for line in lines}) == 1  # columns padded to one width
         assert lines[1].replace(" ", "") == "|-------|----:|"
         assert lines[3].endswith("|     4 |")
+
+    def test_source_revision_outside_git_is_unknown(self, tmp_path: Path) -> None:
+        assert source_revision(tmp_path) == {"commit": None, "dirty": None}
+
+    def test_source_revision_of_this_checkout(self) -> None:
+        revision = source_revision(REPO_ROOT)
+        if revision["commit"] is None:
+            pytest.skip("not a git checkout (e.g. an sdist)")
+        assert len(revision["commit"]) == 40
+        assert isinstance(revision["dirty"], bool)
 
     def test_write_json_leaves_no_temporary_file(self, tmp_path: Path) -> None:
         target = tmp_path / "results" / "x.json"
