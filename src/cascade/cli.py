@@ -16,12 +16,18 @@ def main() -> None:
 def _register() -> None:
     # Subcommands live beside the code they drive; importing here keeps `cascade --help` complete.
     from cascade.broker.command import broker
+    from cascade.commands.dlq import dlq
+    from cascade.commands.send import send
+    from cascade.commands.tail import tail
     from cascade.runner.command import run
     from cascade.serve import serve
 
     main.add_command(serve)
     main.add_command(broker)
     main.add_command(run)
+    main.add_command(send)
+    main.add_command(tail)
+    main.add_command(dlq)
 
 
 _register()

@@ -86,7 +86,8 @@ def format_activity(entry: Mapping[str, Any], *, color: bool = False) -> str:
     if outcome in ("dead-lettered", "dropped"):
         elapsed = entry.get("elapsed_ms")
         seconds = f" in {elapsed / 1000:.1f} s" if isinstance(elapsed, int | float) else ""
-        detail = f"after {entry.get('attempt', '?')} attempts{seconds}"
+        attempts = entry.get("attempt", "?")
+        detail = f"after {attempts} attempt{'' if attempts == 1 else 's'}{seconds}"
     extras = []
     if entry.get("error") and status is None:
         extras.append(str(entry["error"]))

@@ -1,0 +1,1 @@
+"""Commands for a second terminal beside ``cascade run``: ``send``, ``tail`` and ``dlq``."""
