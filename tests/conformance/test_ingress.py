@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import orjson
 import pytest
@@ -200,3 +201,17 @@ def test_health_is_ready(broker: BrokerProcess) -> None:
     reply = broker.send({}, path="/-/health", method="GET")
     assert reply.status == 200
     assert json.loads(reply.body) == {"status": "ready"}
+
+
+def test_expect_100_continue_is_answered(broker: BrokerProcess) -> None:
+    """curl sends Expect: 100-continue for bodies over 1 KiB and waits for the interim answer."""
+    body = b"x" * 2000
+    head = "".join(f"{k}: {v}\r\n" for k, v in ce_headers("expect").items())
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {PATH} HTTP/1.1\r\nHost: x\r\n{head}Expect: 100-continue\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(body)
+        assert sock.recv(100).startswith(b"HTTP/1.1 202")
