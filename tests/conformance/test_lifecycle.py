@@ -211,3 +211,19 @@ def test_abandoned_deliveries_are_redelivered_after_restart(
     finally:
         assert again.stop() == 0
     assert [r.ce["id"] for r in subscriber.received(path)] == ["stuck-1", "stuck-1"]
+
+
+def test_a_taken_port_exits_1_with_a_message(tmp_path: Path) -> None:
+    manifests = write_manifests(tmp_path / "m.yaml", [broker_manifest()])
+    first = BrokerProcess(manifests, tmp_path).start()
+    try:
+        result = subprocess.run(
+            [CASCADE, "broker", "-f", str(manifests), "--port", str(first.port), "--log", "memory"],
+            capture_output=True,
+            timeout=WAIT,
+            check=False,
+        )
+    finally:
+        assert first.stop() == 0
+    assert result.returncode == 1
+    assert "cannot start the broker" in result.stderr.decode()
