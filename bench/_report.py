@@ -20,9 +20,11 @@ __all__ = [
     "machine_info",
     "markdown_table",
     "medians",
+    "noise_note",
     "progress",
     "run_interleaved",
     "source_revision",
+    "spread",
     "utc_now",
     "write_json",
 ]
@@ -69,6 +71,29 @@ def medians(samples: Sequence[Mapping[str, float]]) -> dict[str, float]:
     for sample in samples:
         keys += [k for k in sample if k not in keys]
     return {k: statistics.median([s[k] for s in samples if k in s]) for k in keys}
+
+
+def spread(values: Sequence[float]) -> float:
+    """(max - min) / median: how much a row moved between runs (0 for fewer than 2 runs)."""
+    if len(values) < 2:
+        return 0.0
+    mid = statistics.median(values)
+    return (max(values) - min(values)) / mid if mid else 0.0
+
+
+NOISY_SPREAD = 0.5
+
+
+def noise_note(name: str, values: Sequence[float]) -> str | None:
+    """A warning line when the baseline moved so much between runs that verdicts are shaky."""
+    moved = spread(values)
+    if moved <= NOISY_SPREAD:
+        return None
+    return (
+        f"NOTE: {name} moved by {moved:.0%} of its median between runs (load average "
+        f"{os.getloadavg()[0]:.1f}): the machine is busy, so ratios and verdicts are noisy; "
+        "compare the CPU figures or rerun with more --runs"
+    )
 
 
 def interleaved(names: Sequence[str], runs: int) -> list[tuple[int, str]]:

@@ -31,9 +31,11 @@ from bench._report import (
     machine_info,
     markdown_table,
     medians,
+    noise_note,
     progress,
     run_interleaved,
     source_revision,
+    spread,
     utc_now,
     write_json,
 )
@@ -334,6 +336,10 @@ def _report(options: Options, results: dict[str, list[Measurement]], elapsed: fl
         f"{table}\n\n{ratio_table}\n",
         flush=True,
     )
+    direct_runs = [m.sample()["requests_per_s"] for m in results["direct"]]
+    note = noise_note("the direct req/s", direct_runs)
+    if note:
+        print(note + "\n", flush=True)
     total_errors = sum(errors.values()) + sum(phantom.values())
     payload = {
         "benchmark": NAME,
@@ -357,6 +363,9 @@ def _report(options: Options, results: dict[str, list[Measurement]], elapsed: fl
                 "key": key,
                 "label": label,
                 "median": med[key],
+                "spread_requests_per_s": round(
+                    spread([m.sample()["requests_per_s"] for m in results[key]]), 3
+                ),
                 "lost": lost[key],
                 "errors": errors[key],
                 "runs": [m.as_dict() for m in results[key]],

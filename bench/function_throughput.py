@@ -30,9 +30,11 @@ from bench._report import (
     machine_info,
     markdown_table,
     medians,
+    noise_note,
     progress,
     run_interleaved,
     source_revision,
+    spread,
     utc_now,
     write_json,
 )
@@ -313,6 +315,9 @@ def _report(
         f"gunicorn sync x{options.workers})\n\n{table}\n\n{ratio_table}\n",
         flush=True,
     )
+    note = noise_note("(a) bare Flask req/s", _rps_runs(results["bare-flask"]))
+    if note:
+        print(note + "\n", flush=True)
     total_errors = sum(errors.values())
     payload = {
         "benchmark": NAME,
@@ -336,6 +341,7 @@ def _report(
                 "label": r.label,
                 "expected_status": r.expected_status,
                 "median": med[r.key],
+                "spread_requests_per_s": round(spread(_rps_runs(results[r.key])), 3),
                 "errors": errors[r.key],
                 "runs": [m.as_dict() for m in results[r.key]],
             }
@@ -350,6 +356,10 @@ def _report(
         print(f"ERROR: {total_errors} failed requests (see the errors column)", file=sys.stderr)
         return 1
     return 0
+
+
+def _rps_runs(measurements: list[Measurement]) -> list[float]:
+    return [m.sample()["requests_per_s"] for m in measurements]
 
 
 def _ratios(med: dict[str, dict[str, float]]) -> list[Ratio]:

@@ -14,8 +14,10 @@ from bench._report import (
     interleaved,
     markdown_table,
     medians,
+    noise_note,
     run_interleaved,
     source_revision,
+    spread,
     write_json,
 )
 from bench._servers import REPO_ROOT
@@ -128,6 +130,14 @@ class TestStatistics:
         ratio = Ratio.of("x/y", ("x", 5.0), ("y", 0.0), target=0.5)
         assert ratio.value == 0.0
         assert ratio.verdict == "MISS"
+
+    def test_spread_and_noise_note(self) -> None:
+        assert spread([100.0]) == 0.0
+        assert spread([80.0, 100.0, 120.0]) == pytest.approx(0.4)
+        assert noise_note("x", [80.0, 100.0, 120.0]) is None
+        note = noise_note("x", [50.0, 100.0, 200.0])
+        assert note is not None
+        assert "x moved by 150%" in note
 
     def test_interleaved_order(self) -> None:
         assert interleaved(["a", "b", "c"], 2) == [
