@@ -184,12 +184,13 @@ def _ports(host: str, port: int, base_port: int, count: int) -> list[int]:
         (f"function #{i + 1} (--base-port {base_port})", base_port + i if base_port else 0)
         for i in range(count)
     ]
+    for what, number in wanted:
+        if number > 65535:
+            raise PlanError(f"port {number} for {what} is above 65535: lower --base-port")
     chosen: list[int] = []
     held: list[socket.socket] = []
     try:
         for what, number in wanted:
-            if number > 65535:
-                raise PlanError(f"port {number} for {what} is above 65535: lower --base-port")
             sock = socket.socket(_family(host), socket.SOCK_STREAM)
             held.append(sock)  # keep it bound so automatic picks do not repeat
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
