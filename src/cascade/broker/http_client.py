@@ -364,6 +364,10 @@ class HttpClient:
             pool.waiters.append(waiter)
             try:
                 await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake(pool)  # pass on the turn this cancelled waiter was given
+                raise
             finally:
                 if waiter in pool.waiters:
                     pool.waiters.remove(waiter)

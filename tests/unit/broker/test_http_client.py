@@ -262,3 +262,35 @@ def test_pool_limit_queues_requests() -> None:
         assert most == 3
 
     run(scenario())
+
+
+def test_a_cancelled_waiter_does_not_block_the_next_one() -> None:
+    async def scenario() -> None:
+        async def handler(request: web.Request) -> web.Response:
+            await asyncio.sleep(0.05)
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+        client = HttpClient(max_per_origin=1)
+        try:
+            holder = asyncio.ensure_future(client.post(url, {}, b"", 5))
+            await asyncio.sleep(0.01)
+            impatient = asyncio.ensure_future(client.post(url, {}, b"", 5))
+            patient = asyncio.ensure_future(client.post(url, {}, b"", 5))
+            await asyncio.sleep(0.01)
+            impatient.cancel()
+            assert (await holder).status == 204
+            assert (await asyncio.wait_for(patient, 5)).status == 204
+            with pytest.raises(asyncio.CancelledError):
+                await impatient
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    run(scenario())
