@@ -65,13 +65,13 @@ def broker(start_broker: StartBroker, subscriber: Subscriber) -> BrokerProcess:
             "exp",
             subscriber.url("/exp"),
             filters=only("exp"),
-            delivery={"retry": 3, "backoffPolicy": "exponential", "backoffDelay": "PT0.1S"},
+            delivery={"retry": 3, "backoffPolicy": "exponential", "backoffDelay": "PT0.15S"},
         ),
         trigger_manifest(
             "lin",
             subscriber.url("/lin"),
             filters=only("lin"),
-            delivery={"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT0.2S"},
+            delivery={"retry": 3, "backoffPolicy": "linear", "backoffDelay": "PT0.3S"},
         ),
         trigger_manifest(
             "timeout",
@@ -163,7 +163,7 @@ def gaps(received: list[Received]) -> list[float]:
 def test_exponential_backoff_doubles(broker: BrokerProcess, subscriber: Subscriber) -> None:
     broker.publish("exp-1", "exp")
     got = subscriber.wait_for("/exp", 4)
-    waits = gaps(got)  # d*2^n with d = 0.1 s: 0.2, 0.4, 0.8
+    waits = gaps(got)  # d*2^n with d = 0.15 s: 0.3, 0.6, 1.2
     assert len(waits) == 3
     for earlier, later in zip(waits, waits[1:], strict=False):
         assert 1.4 < later / earlier < 2.8, waits
@@ -172,7 +172,7 @@ def test_exponential_backoff_doubles(broker: BrokerProcess, subscriber: Subscrib
 def test_linear_backoff_grows_by_the_delay(broker: BrokerProcess, subscriber: Subscriber) -> None:
     broker.publish("lin-1", "lin")
     got = subscriber.wait_for("/lin", 4)
-    waits = gaps(got)  # d*n with d = 0.2 s: 0.2, 0.4, 0.6
+    waits = gaps(got)  # d*n with d = 0.3 s: 0.3, 0.6, 0.9
     assert 1.5 < waits[1] / waits[0] < 2.6, waits
     assert 1.2 < waits[2] / waits[1] < 1.9, waits
 
