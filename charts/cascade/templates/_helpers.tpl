@@ -108,6 +108,9 @@ that names the value to change.
 {{- end -}}
 {{- $triggers := dict -}}
 {{- range $name, $spec := $functions -}}
+{{- if eq $name "queue-proxy" -}}
+{{- fail "functions.queue-proxy: the name is reserved by Knative (its sidecar); rename the function" -}}
+{{- end -}}
 {{- $fn := include "cascade.function" (dict "root" $ "name" $name "spec" $spec) | fromYaml -}}
 {{- if and (not $.Values.database.secretName) (ne (int $fn.scaling.maxScale) 1) -}}
 {{- fail (printf "functions.%s.scaling.maxScale: must be 1 without a database (database.secretName is empty, so state is SQLite inside each pod); set database.secretName or maxScale: 1" $name) -}}

@@ -1,0 +1,140 @@
+"""k8s/rendered/shop.yaml is the chart's default render, committed: it must be fresh, and the
+local broker must build from it exactly the routing its Triggers describe, the same routing as
+the hand-written k8s/shop.yaml, so `cascade run` and a cluster can never drift apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scripts import render_chart
+
+from cascade.broker.manifests import Topology, load_topology
+from functions.shop.events import SHOP_EVENTS
+from tests.chart.support import ROOT, documents, named, of_kind, seconds
+
+RENDERED = ROOT / "k8s" / "rendered" / "shop.yaml"
+HAND_WRITTEN = ROOT / "k8s" / "shop.yaml"
+FUNCTIONS = ("order", "inventory", "payment", "notification", "dead-letter")
+URLS = {("default", name): f"http://127.0.0.1:{9300 + i}" for i, name in enumerate(FUNCTIONS)}
+
+
+@pytest.fixture(scope="module")
+def rendered(tools: Path) -> Topology:
+    return load_topology([RENDERED], service_urls=URLS)
+
+
+@pytest.fixture(scope="module")
+def hand_written() -> Topology:
+    return load_topology([HAND_WRITTEN], service_urls=URLS)
+
+
+@pytest.fixture(scope="module")
+def rendered_docs() -> list[dict[str, Any]]:
+    return documents(RENDERED.read_text(encoding="utf-8"))
+
+
+def test_the_committed_render_is_fresh(tools: Path) -> None:
+    assert RENDERED.read_text(encoding="utf-8") == render_chart.golden_text(), (
+        "k8s/rendered/shop.yaml is stale: run `make render` and commit it"
+    )
+
+
+def test_the_check_names_the_fix(
+    tools: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = tmp_path / "k8s" / "rendered" / "shop.yaml"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("# edited by hand\n", encoding="utf-8")
+    monkeypatch.setattr(render_chart, "GOLDEN", stale)
+    monkeypatch.setattr(render_chart, "ROOT", tmp_path)
+    assert render_chart.main(["--check"]) == 1
+    message = capsys.readouterr().err
+    assert "k8s/rendered/shop.yaml is stale" in message
+    assert "run `make render`" in message
+    assert render_chart.main([]) == 0
+    assert render_chart.main(["--check"]) == 0
+
+
+def test_every_rendered_service_resolves_through_service_urls(
+    rendered: Topology, rendered_docs: list[dict[str, Any]]
+) -> None:
+    services = named(of_kind(rendered_docs, "Service", "serving.knative.dev"))
+    assert sorted(services) == sorted(FUNCTIONS)
+    assert {key: s.url for key, s in rendered.services.items()} == URLS
+
+
+def test_the_local_broker_builds_exactly_the_rendered_triggers(
+    rendered: Topology, rendered_docs: list[dict[str, Any]]
+) -> None:
+    objects = named(of_kind(rendered_docs, "Trigger"))
+    built = {t.name: t for t in rendered.triggers}
+    assert sorted(built) == sorted(objects)
+    for name, obj in objects.items():
+        trigger, spec = built[name], obj["spec"]
+        assert trigger.broker == spec["broker"] == "shop"
+        subscriber = spec["subscriber"]["ref"]["name"]
+        assert trigger.subscriber == URLS[("default", subscriber)], name
+        assert trigger.subscriber_service is not None
+        assert trigger.subscriber_service.name == subscriber
+        assert trigger.filter_spec == {"filter": spec["filter"]}, name
+        order = obj["metadata"]["annotations"]["kafka.eventing.knative.dev/delivery.order"]
+        assert trigger.ordered is (order == "ordered"), name
+        delivery = spec["delivery"]
+        assert trigger.delivery.retry == delivery["retry"], name
+        assert trigger.delivery.backoff_policy == delivery["backoffPolicy"], name
+        assert trigger.delivery.backoff_delay == seconds(delivery["backoffDelay"]), name
+        assert trigger.delivery.timeout == seconds(delivery["timeout"]), name
+        sink = delivery["deadLetterSink"]
+        assert trigger.delivery.dead_letter_sink == (
+            URLS[("default", sink["ref"]["name"])] + sink["uri"]
+        ), name
+    broker = rendered.brokers[("default", "shop")]
+    [broker_obj] = of_kind(rendered_docs, "Broker")
+    assert broker.delivery is not None
+    assert broker.delivery.retry == broker_obj["spec"]["delivery"]["retry"]
+    assert broker.delivery.dead_letter_sink == URLS[("default", "dead-letter")] + "/dead-letters"
+
+
+def test_the_render_is_a_drop_in_for_the_hand_written_shop(
+    rendered: Topology, hand_written: Topology
+) -> None:
+    assert list(rendered.brokers) == list(hand_written.brokers) == [("default", "shop")]
+    assert rendered.brokers[("default", "shop")].delivery == (
+        hand_written.brokers[("default", "shop")].delivery
+    )
+    ours = {t.name: t for t in rendered.triggers}
+    theirs = {t.name: t for t in hand_written.triggers}
+    assert sorted(ours) == sorted(theirs)
+    for name, trigger in ours.items():
+        other = theirs[name]
+        assert trigger.broker == other.broker, name
+        assert trigger.subscriber == other.subscriber, name
+        assert trigger.filter_spec == other.filter_spec, name
+        assert trigger.delivery == other.delivery, name
+        assert trigger.ordered == other.ordered, name
+        assert trigger.group == other.group, name
+    assert {k: s.reply_types for k, s in rendered.services.items()} == {
+        k: s.reply_types for k, s in hand_written.services.items()
+    }
+
+
+def test_every_shop_event_reaches_the_same_subscribers(
+    rendered: Topology, hand_written: Topology
+) -> None:
+    for model in SHOP_EVENTS:
+        event = {"specversion": "1.0", "id": "x", "source": "/x", "type": model.ce_type}
+        ours = sorted(t.name for t in rendered.triggers if t.filter.matches(event))
+        theirs = sorted(t.name for t in hand_written.triggers if t.filter.matches(event))
+        assert ours, model.ce_type
+        assert ours == theirs, model.ce_type
+
+
+def test_the_sink_binding_gives_order_k_sink_like_the_hand_written_one(
+    rendered_docs: list[dict[str, Any]],
+) -> None:
+    hand = named(of_kind(documents(HAND_WRITTEN.read_text(encoding="utf-8")), "SinkBinding"))
+    ours = named(of_kind(rendered_docs, "SinkBinding"))
+    assert list(ours) == list(hand) == ["order-to-shop"]
+    assert ours["order-to-shop"]["spec"] == hand["order-to-shop"]["spec"]
