@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Prepare a Kubernetes cluster for Cascade, with the versions pinned in k8s/versions.env:
+#
+#   Knative Serving + Kourier    functions as Knative Services; the ingress on the host's port 80
+#   Knative Eventing + Kafka     the Broker class Kafka (controller and data plane)
+#   Strimzi                      the operator that runs the chart's single-node KRaft Kafka
+#   PostgreSQL                   the functions' state (namespace postgres)
+#   OTel Collector + Jaeger      traces (namespace observability)
+#   kube-prometheus-stack        Prometheus + Grafana (namespace monitoring)
+#
+# Usage: k8s/install.sh [--create-cluster] [--namespace NS] [--context CTX]
+#   --create-cluster  first create the kind cluster `cascade` from k8s/kind-config.yaml
+#   --namespace       where the chart goes (default: default); labelled to enforce the
+#                     "restricted" Pod Security Standard, and given the cascade-postgres Secret
+#   --context         kubectl context (default: kind-cascade)
+#
+# Needs Docker and kind on your machine (kubectl and helm come from scripts/tools.sh when they
+# are not installed), and internet access for the release manifests, charts and images.
+# Safe to run again: every step applies or upgrades, generated passwords are kept.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=k8s/versions.env
+source "$ROOT/k8s/versions.env"
+
+CLUSTER=cascade
+CONTEXT="kind-$CLUSTER"
+NAMESPACE=default
+CREATE=false
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --create-cluster) CREATE=true ;;
+        --namespace) NAMESPACE="${2:?--namespace needs a value}"; shift ;;
+        --context) CONTEXT="${2:?--context needs a value}"; shift ;;
+        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "install.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+# ------------------------------------------------------------------ prerequisites
+
+if ! command -v kubectl >/dev/null || ! command -v helm >/dev/null; then
+    "$ROOT/scripts/tools.sh" helm
+    PATH="$ROOT/.tools/bin:$PATH"
+fi
+if [[ "$CREATE" == true ]]; then
+    command -v docker >/dev/null || die "docker is not installed: kind runs Kubernetes in Docker containers (https://docs.docker.com/get-docker/)"
+    docker info >/dev/null 2>&1 || die "the Docker daemon is not running (docker info failed); start Docker and run make cluster again"
+    command -v kind >/dev/null || die "kind is not installed (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
+fi
+
+K=(kubectl --context "$CONTEXT")
+H=(helm --kube-context "$CONTEXT")
+
+# wait_ready NAMESPACE: every Deployment Available and every StatefulSet rolled out
+wait_ready() {
+    "${K[@]}" -n "$1" wait deployment --all --for=condition=Available --timeout=600s
+    local sts
+    for sts in $("${K[@]}" -n "$1" get statefulset -o name); do
+        "${K[@]}" -n "$1" rollout status "$sts" --timeout=600s
+    done
+}
+
+# ensure_secret NAMESPACE NAME KEY=VALUE...: create the Secret unless it exists (so a password
+# generated on the first run survives later runs)
+ensure_secret() {
+    local namespace="$1" name="$2"
+    shift 2
+    if "${K[@]}" -n "$namespace" get secret "$name" >/dev/null 2>&1; then
+        echo "secret $namespace/$name exists; kept"
+        return
+    fi
+    local args=() pair
+    for pair in "$@"; do args+=(--from-literal="$pair"); done
+    "${K[@]}" -n "$namespace" create secret generic "$name" "${args[@]}"
+}
+
+ensure_namespace() {
+    "${K[@]}" create namespace "$1" --dry-run=client -o yaml | "${K[@]}" apply -f -
+}
+
+password() { head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 24; }
+
+# ------------------------------------------------------------------ cluster
+
+if [[ "$CREATE" == true ]]; then
+    if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+        step "kind cluster $CLUSTER exists; using it"
+    else
+        step "creating kind cluster $CLUSTER ($KIND_NODE_IMAGE)"
+        kind create cluster --name "$CLUSTER" --config "$ROOT/k8s/kind-config.yaml" --image "$KIND_NODE_IMAGE"
+    fi
+fi
+"${K[@]}" cluster-info >/dev/null || die "cannot reach the cluster of context $CONTEXT"
+
+# ------------------------------------------------------------------ Knative Serving + Kourier
+
+SERVING="https://github.com/knative/serving/releases/download/knative-v$KNATIVE_SERVING_VERSION"
+step "Knative Serving $KNATIVE_SERVING_VERSION"
+"${K[@]}" apply -f "$SERVING/serving-crds.yaml"
+"${K[@]}" wait --for=condition=Established crd -l knative.dev/crd-install=true --timeout=120s
+"${K[@]}" apply -f "$SERVING/serving-core.yaml"
+wait_ready knative-serving
+
+step "Kourier $KNATIVE_KOURIER_VERSION (ingress on NodePort 31080 = the host's port 80)"
+"${K[@]}" apply -f "https://github.com/knative-extensions/net-kourier/releases/download/knative-v$KNATIVE_KOURIER_VERSION/kourier.yaml"
+wait_ready kourier-system
+"${K[@]}" -n kourier-system patch service kourier \
+    -p '{"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 31080}]}}'
+"${K[@]}" -n knative-serving patch configmap/config-network --type merge \
+    -p '{"data": {"ingress-class": "kourier.ingress.networking.knative.dev"}}'
+# <service>.<namespace>.127.0.0.1.sslip.io resolves to 127.0.0.1, where kind publishes Kourier
+"${K[@]}" -n knative-serving patch configmap/config-domain --type merge \
+    -p '{"data": {"127.0.0.1.sslip.io": ""}}'
+# Images loaded into kind (kind load, skaffold) exist in no registry: skip tag resolution for
+# them. Dev clusters only.
+"${K[@]}" -n knative-serving patch configmap/config-deployment --type merge \
+    -p '{"data": {"registries-skipping-tag-resolving": "kind.local,ko.local,dev.local,docker.io,index.docker.io"}}'
+# restricted defaults for every Knative pod (the chart sets them on its containers anyway)
+"${K[@]}" -n knative-serving patch configmap/config-features --type merge \
+    -p '{"data": {"secure-pod-defaults": "enabled"}}'
+
+# ------------------------------------------------------------------ Knative Eventing + Kafka broker
+
+EVENTING="https://github.com/knative/eventing/releases/download/knative-v$KNATIVE_EVENTING_VERSION"
+step "Knative Eventing $KNATIVE_EVENTING_VERSION"
+"${K[@]}" apply -f "$EVENTING/eventing-crds.yaml"
+"${K[@]}" wait --for=condition=Established crd -l knative.dev/crd-install=true --timeout=120s
+"${K[@]}" apply -f "$EVENTING/eventing-core.yaml"
+wait_ready knative-eventing
+
+KAFKA_BROKER="https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v$KNATIVE_KAFKA_BROKER_VERSION"
+step "Knative Kafka broker $KNATIVE_KAFKA_BROKER_VERSION (controller + data plane)"
+"${K[@]}" apply -f "$KAFKA_BROKER/eventing-kafka-controller.yaml"
+wait_ready knative-eventing
+"${K[@]}" apply -f "$KAFKA_BROKER/eventing-kafka-broker.yaml"
+wait_ready knative-eventing
+
+# ------------------------------------------------------------------ Strimzi
+
+step "Strimzi $STRIMZI_VERSION (runs the chart's Kafka $KAFKA_VERSION in any namespace)"
+"${H[@]}" upgrade --install strimzi oci://quay.io/strimzi-helm/strimzi-kafka-operator \
+    --version "$STRIMZI_VERSION" --namespace strimzi --create-namespace \
+    -f "$ROOT/k8s/strimzi-values.yaml" --wait --timeout 10m
+
+# ------------------------------------------------------------------ PostgreSQL
+
+step "PostgreSQL ($POSTGRES_IMAGE, namespace postgres)"
+ensure_namespace postgres
+DB_PASSWORD="$("${K[@]}" -n postgres get secret postgres-credentials -o jsonpath='{.data.password}' 2>/dev/null | base64 -d || true)"
+[[ -n "$DB_PASSWORD" ]] || DB_PASSWORD="$(password)"
+ensure_secret postgres postgres-credentials "password=$DB_PASSWORD"
+"${K[@]}" apply -f "$ROOT/k8s/postgres.yaml"
+"${K[@]}" -n postgres rollout status statefulset/postgres --timeout=600s
+
+# ------------------------------------------------------------------ tracing: collector + Jaeger
+
+step "Jaeger ($JAEGER_IMAGE) and the OpenTelemetry Collector (chart $OTEL_COLLECTOR_CHART_VERSION)"
+ensure_namespace observability
+"${K[@]}" apply -f "$ROOT/k8s/jaeger.yaml"
+"${H[@]}" upgrade --install otel-collector opentelemetry-collector \
+    --repo https://open-telemetry.github.io/opentelemetry-helm-charts \
+    --version "$OTEL_COLLECTOR_CHART_VERSION" --namespace observability \
+    -f "$ROOT/k8s/otel-collector-values.yaml" --wait --timeout 10m
+wait_ready observability
+# Knative's own spans (activator, queue-proxy, broker) join the same traces
+for ns in knative-serving knative-eventing; do
+    "${K[@]}" -n "$ns" patch configmap/config-observability --type merge -p '{"data": {
+        "tracing-protocol": "http/protobuf",
+        "tracing-endpoint": "http://otel-collector.observability.svc.cluster.local:4318/v1/traces",
+        "tracing-sampling-rate": "1"}}'
+done
+
+# ------------------------------------------------------------------ metrics: Prometheus + Grafana
+
+step "kube-prometheus-stack $KUBE_PROMETHEUS_STACK_VERSION (namespace monitoring)"
+ensure_namespace monitoring
+ensure_secret monitoring grafana-admin "admin-user=admin" "admin-password=$(password)"
+"${H[@]}" upgrade --install kube-prometheus-stack kube-prometheus-stack \
+    --repo https://prometheus-community.github.io/helm-charts \
+    --version "$KUBE_PROMETHEUS_STACK_VERSION" --namespace monitoring \
+    -f "$ROOT/k8s/kube-prometheus-stack-values.yaml" --wait --timeout 15m
+
+# ------------------------------------------------------------------ the app namespace
+
+step "namespace $NAMESPACE: restricted Pod Security Standard, DATABASE_URL Secret"
+ensure_namespace "$NAMESPACE"
+"${K[@]}" label namespace "$NAMESPACE" --overwrite \
+    pod-security.kubernetes.io/enforce=restricted \
+    pod-security.kubernetes.io/warn=restricted \
+    pod-security.kubernetes.io/audit=restricted
+ensure_secret "$NAMESPACE" cascade-postgres \
+    "DATABASE_URL=postgresql://cascade:$DB_PASSWORD@postgres.postgres.svc.cluster.local:5432/cascade"
+
+cat <<EOF
+
+==> The cluster is ready (context $CONTEXT). Next:
+    make dev                    build the function images and deploy the chart, then redeploy on
+                                every change (skaffold dev; needs skaffold)
+    or, without skaffold:
+      for f in order inventory payment notification dead-letter; do
+        docker build --build-arg FUNCTION=\$f -t cascade-\$f:0.1.0 . && kind load docker-image cascade-\$f:0.1.0 --name $CLUSTER
+      done
+      helm install cascade charts/cascade -n $NAMESPACE --wait && helm test cascade -n $NAMESPACE --logs
+
+    Order API   http://order.$NAMESPACE.127.0.0.1.sslip.io/orders
+    Jaeger      kubectl -n observability port-forward service/jaeger 16686
+    Grafana     kubectl -n monitoring port-forward service/kube-prometheus-stack-grafana 3000:80
+                (user admin; password: kubectl -n monitoring get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d)
+EOF
