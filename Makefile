@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8080
+BASE_PORT ?= 8081
 
 .DEFAULT_GOAL := help
 
@@ -45,8 +46,9 @@ test: lint ## Lint, type-check and run the whole test suite
 check: lint unit ## Fast checks first: lint, types, unit tests
 
 .PHONY: run
-run: $(STAMP) ## Start the example function on http://127.0.0.1:$(PORT) (Ctrl-C stops it)
-	$(BIN)/cascade serve examples/greeter --port $(PORT)
+run: $(STAMP) ## Run the shop locally: broker :8080 (PORT), functions from :8081 (BASE_PORT); Ctrl-C stops
+	$(BIN)/cascade run --manifests k8s/shop.yaml --functions-dir functions --data-dir .cascade \
+		--port $(PORT) --base-port $(BASE_PORT)
 
 .PHONY: bench
 bench: $(STAMP) ## Run the benchmarks in bench/ and print ratio tables

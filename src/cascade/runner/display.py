@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import IO, Any, Final
 
 import click
 
-from cascade.runner.plan import RunPlan
+from cascade.runner.plan import FunctionPlan, RunPlan
 
-__all__ = ["format_activity", "render_endpoints", "use_color"]
+__all__ = ["format_activity", "render_endpoints", "shown_path", "use_color"]
 
 _STYLES: Final[dict[str, dict[str, Any]]] = {
     "delivered": {"fg": "green"},
@@ -111,25 +112,21 @@ def format_activity(entry: Mapping[str, Any], *, color: bool = False) -> str:
     return line
 
 
-def render_endpoints(plan: RunPlan, state_file: str, *, color: bool = False) -> str:
-    """The table printed once everything is ready: the order API (sources) first."""
+def render_endpoints(plan: RunPlan, state_file: Path, *, color: bool = False) -> str:
+    """The table printed once everything is ready: the APIs (SinkBinding subjects, such as the
+    shop's order API) first, then the broker ingress, the other functions, the broker admin."""
     sinks = {t.delivery.dead_letter_sink for t in plan.topology.triggers}
+    by_broker = {url: f"Broker {name}" for name, url in plan.ingress.items()}
+    sources = [fn for fn in plan.functions if fn.sink is not None]
     rows: list[tuple[str, str, str]] = []
-    for fn in plan.functions:
-        if fn.sink is not None:
-            rows.append((f"{fn.name} API", fn.url, f"events go to {fn.sink}"))
+    for fn in sources:
+        assert fn.sink is not None
+        rows.append((f"{fn.name} API", fn.url, _notes(fn, sinks, by_broker.get(fn.sink, fn.sink))))
     for name, url in plan.ingress.items():
         rows.append(("broker ingress", url, f"Broker {name}"))
     for fn in plan.functions:
-        notes = []
-        if fn.triggers:
-            count = len(fn.triggers)
-            notes.append(f"subscriber of {count} trigger{'s' if count != 1 else ''}")
-        if any(sink and sink.startswith(fn.url + "/") for sink in sinks):
-            notes.append("dead-letter sink")
-        if not fn.service:
-            notes.append("no Knative Service in the manifests")
-        rows.append((fn.name, fn.url, ", ".join(notes)))
+        if fn not in sources:
+            rows.append((fn.name, fn.url, _notes(fn, sinks, None)))
     rows.append(("broker admin", f"{plan.broker_url}/-/activity", "/-/health /-/triggers /metrics"))
     width = max(len(row[0]) for row in rows)
     url_width = max(len(row[1]) for row in rows)
@@ -137,9 +134,34 @@ def render_endpoints(plan: RunPlan, state_file: str, *, color: bool = False) -> 
     lines = [click.style(header, bold=True) if color else header]
     lines += [f"  {a:<{width}}  {b:<{url_width}}  {c}".rstrip() for a, b, c in rows]
     lines.append("")
-    lines.append(f"  data: {plan.data_dir} (logs in {plan.data_dir / 'logs'}), state: {state_file}")
+    data_dir = shown_path(plan.data_dir)
+    lines.append(
+        f"  data: {data_dir}/ (logs: {data_dir}/logs/, endpoints: {shown_path(state_file)})"
+    )
     lines.extend(_hints(plan))
     return "\n".join(lines)
+
+
+def _notes(fn: FunctionPlan, sinks: set[str | None], publishes_to: str | None) -> str:
+    notes = []
+    if publishes_to is not None:
+        notes.append(f"publishes to {publishes_to} (K_SINK)")
+    if fn.triggers:
+        count = len(fn.triggers)
+        notes.append(f"subscriber of {count} trigger{'s' if count != 1 else ''}")
+    if any(sink and sink.startswith(fn.url + "/") for sink in sinks):
+        notes.append("dead-letter sink")
+    if not fn.service:
+        notes.append("no Knative Service in the manifests")
+    return ", ".join(notes)
+
+
+def shown_path(path: Path) -> str:
+    """A path relative to the current directory when it is inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _hints(plan: RunPlan) -> Sequence[str]:
@@ -148,9 +170,10 @@ def _hints(plan: RunPlan) -> Sequence[str]:
     order = by_name.get("order")
     if order is not None:
         hints.append(
-            f"  order: curl -s {order.url}/orders -H 'Content-Type: application/json' -d "
+            f"  place an order: curl -s {order.url}/orders -H 'Content-Type: application/json' -d "
             """'{"customer": {"id": "ada", "email": "ada@example.com"}, """
             """"items": [{"sku": "MUG", "quantity": 1}]}'"""
         )
-    hints.append("  watch: cascade tail   dead letters: cascade dlq list   stop: Ctrl-C")
+    hints.append("  in another terminal: cascade tail | cascade send | cascade dlq list")
+    hints.append("  Ctrl-C stops everything; cascade run again resumes")
     return hints

@@ -56,11 +56,11 @@ class Child:
         if self.running():
             self.process.send_signal(signal.SIGTERM)
 
-    def kill_group(self) -> None:
+    def kill_group(self, *, wait: bool = True) -> None:
         """SIGKILL to the child's whole process group (its workers included)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        if self.process.poll() is None:
+        if wait and self.process.poll() is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
 

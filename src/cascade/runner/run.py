@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from cascade.runner.display import format_activity, render_endpoints, use_color
+from cascade.runner.display import format_activity, render_endpoints, shown_path, use_color
 from cascade.runner.feed import ActivityClient, FeedError
 from cascade.runner.plan import RunPlan
 from cascade.runner.processes import Child, cascade_command, spawn, stop_all
@@ -118,7 +118,7 @@ class Runner:
         if self._signals > 1:
             # Impatient second Ctrl-C: kill everything now; the next run redoes what was cut.
             for child in self._children():
-                child.kill_group()
+                child.kill_group(wait=False)  # no waiting inside a signal handler
         self._stop.set()
 
     def _children(self) -> list[Child]:
@@ -128,7 +128,7 @@ class Runner:
         plan = self.plan
         logs = plan.data_dir / "logs"
         self._progress(
-            f"starting the broker and {len(plan.functions)} function(s); logs in {logs}/"
+            f"starting the broker and {len(plan.functions)} functions (logs in {shown_path(logs)}/)"
         )
         base_env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         if self.options.otlp_endpoint:
@@ -172,7 +172,7 @@ class Runner:
             return EXIT_FAILED if not self._stop.is_set() else EXIT_OK
         state_path = write_state(plan.data_dir, self._state())
         self.say("")
-        self.say(render_endpoints(plan, str(state_path), color=self._color))
+        self.say(render_endpoints(plan, state_path, color=self._color))
         self.say("")
         self._follower = threading.Thread(target=self._follow, name="activity", daemon=True)
         self._follower.start()
@@ -238,13 +238,17 @@ class Runner:
         if broker is None and not functions:
             return
         if any(child.running() for child in self._children()):
-            self._progress("stopping: the broker drains, then the functions")
+            self._progress("stopping: the broker drains first, then the functions")
+        started = time.monotonic()
         if broker is not None:
             broker.terminate()
             if broker.wait(self.options.drain_seconds + 15.0) is None:
                 self.say(f"the broker did not stop in time; killing it (pid {broker.pid})")
             broker.kill_group()
+            self._progress(f"  stopped  broker         {time.monotonic() - started:5.1f} s")
         stop_all(functions, self.options.function_grace_seconds)
+        if functions:
+            self._progress(f"  stopped  functions      {time.monotonic() - started:5.1f} s")
         remove_state(self.plan.data_dir)
         if self._follower is not None:
             self._follower.join(5.0)
@@ -252,7 +256,9 @@ class Runner:
             code = child.process.returncode
             if code not in (0, None) and self._signals < 2:
                 self._progress(f"  {child.name} exited with code {code} (see {child.log})")
-        self._progress(f"stopped; `cascade run` again resumes from {self.plan.data_dir}")
+        self._progress(
+            f"stopped; `cascade run` again resumes from {shown_path(self.plan.data_dir)}/"
+        )
 
     # --- activity -----------------------------------------------------------------------
 
