@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from cascade.cli import main
 from cascade.commands.tail import ActivityFilter
+from cascade.runner.display import format_activity
 from tests.unit.cli.conftest import FakeServer, Reply
 
 
@@ -153,3 +154,11 @@ def test_filter_needs_every_criterion() -> None:
     assert wanted.matches(FEED[0])
     assert not wanted.matches(FEED[3])  # an order type, but dropped
     assert ActivityFilter().matches({})
+
+
+def test_outcomes_stand_out_in_color_on_a_terminal() -> None:
+    dead = format_activity(FEED[2], color=True)
+    assert "\x1b[31m" in dead  # red
+    assert "\x1b[1m" in dead  # bold
+    assert "\x1b[33m" in format_activity(FEED[1], color=True)  # yellow retry
+    assert "\x1b[" not in format_activity(FEED[0], color=False)
