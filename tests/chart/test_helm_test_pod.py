@@ -189,7 +189,7 @@ def test_notes_tell_how_to_order_and_where_to_look(tools: Path, tmp_path: Path) 
         "helm test cascade -n shop --logs",
         "kubectl -n observability port-forward service/jaeger 16686",
         "kubectl -n monitoring port-forward service/kube-prometheus-stack-grafana 3000:80",
-        "http://dead-letter.shop.svc.cluster.local/dead-letters",
+        "curl -s localhost:8081/dead-letters -H 'Host: dead-letter.shop.svc.cluster.local'",
     ):
         assert expected in notes
     assert "WARNING" not in notes

@@ -25,6 +25,7 @@ from tests.chart.support import (
     helm,
     named,
     of_kind,
+    render_documents,
 )
 
 CASES = [path.name.removesuffix("-values.yaml") for path in CI_VALUES]
@@ -241,3 +242,39 @@ def test_a_user_function_gets_its_service_and_filtered_trigger(renders: dict[str
         for s in of_kind(docs, "Service", "serving.knative.dev")
     ]
     assert "ghcr.io/acme/cascade-order:0.1.0" in shop_images
+
+
+def test_env_sink_mode_and_persistent_kafka_storage(tools: Path) -> None:
+    docs = render_documents(
+        set_values=[
+            "sink.mode=env",
+            "kafka.strimzi.storage.type=persistent-claim",
+            "kafka.strimzi.storage.size=20Gi",
+        ]
+    )
+    assert of_kind(docs, "SinkBinding") == []
+    services = named(of_kind(docs, "Service", "serving.knative.dev"))
+    sinks = {
+        name: [
+            e["value"]
+            for e in s["spec"]["template"]["spec"]["containers"][0]["env"]
+            if e["name"] == "K_SINK"
+        ]
+        for name, s in services.items()
+    }
+    assert sinks.pop("order") == [
+        "http://kafka-broker-ingress.knative-eventing.svc.cluster.local/default/shop"
+    ]
+    assert all(value == [] for value in sinks.values())  # only publishers get K_SINK
+    [pool] = of_kind(docs, "KafkaNodePool")
+    assert pool["spec"]["storage"]["volumes"] == [
+        {
+            "id": 0,
+            "type": "persistent-claim",
+            "size": "20Gi",
+            "deleteClaim": False,
+            "kraftMetadata": "shared",
+        }
+    ]
+    results = custom_validation(docs)
+    assert [r["status"] for r in results if r["status"] == "invalid"] == []
