@@ -9,7 +9,11 @@
 - Environment of each function: the Service's ``containers[0].env`` values from the manifests,
   then the environment ``cascade run`` was started with (which wins, so
   ``PAYMENT_FAULT_RATE=0.2 cascade run`` works), then ``K_SINK`` for the subject of a
-  ``SinkBinding`` (the Broker ingress or Service it points at).
+  ``SinkBinding`` (the Broker ingress or Service it points at). Variables that describe where
+  a container runs on a cluster are not taken from the manifests (``PORT``, ``K_SINK``,
+  ``CASCADE_HOST``, ``CASCADE_DATA_DIR``, ``DATABASE_URL``, ``OTEL_*``): ``cascade run`` sets
+  those for this machine (``--host``, ``--data-dir``, ``--otlp-endpoint``), so a chart's render
+  runs locally too.
 
 The manifests are validated by the broker's own loader (:func:`load_topology`) with the planned
 URLs, so a manifest error is reported before any process starts.
@@ -34,6 +38,10 @@ __all__ = ["FunctionPlan", "PlanError", "RunPlan", "discover_functions", "make_p
 
 _FUNCTION_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 SINK_BINDING_API: Final = "sources.knative.dev/v1"
+# Set by cascade run for this machine; a manifest's values describe a cluster.
+_CLUSTER_ONLY_ENV: Final = frozenset(
+    {"PORT", "K_SINK", "CASCADE_HOST", "CASCADE_DATA_DIR", "DATABASE_URL"}
+)
 
 
 class PlanError(Exception):
@@ -274,8 +282,10 @@ def _container_env(service: Mapping[str, Any]) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in containers[0].get("env") or []:
         if isinstance(item, dict) and isinstance(item.get("name"), str) and "value" in item:
-            value = item["value"]
-            env[item["name"]] = "" if value is None else str(value)
+            name, value = item["name"], item["value"]
+            if name in _CLUSTER_ONLY_ENV or name.startswith("OTEL_"):
+                continue
+            env[name] = "" if value is None else str(value)
     return env
 
 

@@ -187,3 +187,40 @@ def test_manifest_errors_are_the_brokers_own() -> None:
             manifests=[ROOT / "pyproject.toml"], functions_dir=FUNCTIONS, data_dir=Path("/x"),
             host="127.0.0.1", port=0, base_port=0, environ={},
         )  # fmt: skip
+
+
+def test_cluster_settings_in_a_services_env_are_not_taken(tmp_path: Path) -> None:
+    manifest = tmp_path / "one.yaml"
+    manifest.write_text(
+        """
+apiVersion: serving.knative.dev/v1
+kind: Service
+metadata: {name: order}
+spec:
+  template:
+    spec:
+      containers:
+        - image: cascade-order
+          env:
+            - {name: CASCADE_HOST, value: 0.0.0.0}
+            - {name: CASCADE_DATA_DIR, value: /data}
+            - {name: DATABASE_URL, value: "postgresql://db.cluster/shop"}
+            - {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: "http://collector.cluster:4318"}
+            - {name: PORT, value: "8080"}
+            - {name: FROM_SECRET, valueFrom: {secretKeyRef: {name: s, key: k}}}
+            - {name: SHOP_SETTING, value: "7"}
+"""
+    )
+    functions = tmp_path / "functions"
+    (functions / "order").mkdir(parents=True)
+    (functions / "order" / "func.py").write_text("")
+    plan = make_plan(
+        manifests=[manifest], functions_dir=functions, data_dir=tmp_path / "data",
+        host="127.0.0.1", port=0, base_port=0, environ={},
+    )  # fmt: skip
+    [order] = plan.functions
+    assert order.env == {"SHOP_SETTING": "7"}
+    assert order.service
+    assert order.triggers == ()
+    assert order.sink is None
+    assert plan.ingress == {}
