@@ -234,11 +234,14 @@ def _describe(detail: Mapping[str, Any], names: Mapping[str, str]) -> str:
         f"  order state   {detail.get('order_state') or 'not final'}",
     ]
     error = detail.get("error_data")
-    if isinstance(error, dict):
-        if error.get("json") is not None:
-            shown = orjson.dumps(error["json"], option=orjson.OPT_INDENT_2).decode()
-        else:
-            shown = str(error.get("text") if error.get("text") is not None else error)
+    if isinstance(error, dict) and isinstance(error.get("base64"), str):
+        # The service decodes it too (its JSON reading comes first); else decode it here.
+        parsed = error.get("json")
+        shown = (
+            orjson.dumps(parsed, option=orjson.OPT_INDENT_2).decode()
+            if parsed is not None
+            else decode_error_data(error["base64"])
+        )
         lines.append("  error data (knativeerrordata, decoded):")
         lines.extend(f"    {line}" for line in shown.splitlines())
     lines.append("original event:")
@@ -255,6 +258,18 @@ def _describe(detail: Mapping[str, Any], names: Mapping[str, str]) -> str:
     elif event.get("data_base64"):
         lines.append(f"  data (base64): {event['data_base64']}")
     return "\n".join(lines)
+
+
+def decode_error_data(encoded: str) -> str:
+    """``knativeerrordata``: base64 of the first KiB of the failed answer; JSON pretty-printed."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return f"(not valid base64) {encoded}"
+    try:
+        return orjson.dumps(orjson.loads(raw), option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", errors="replace")
 
 
 # --- replay -------------------------------------------------------------------------------

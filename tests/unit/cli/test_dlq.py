@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cascade.cli import main
+from cascade.commands.dlq import decode_error_data
 from cascade.runner.state import RunState, write_state
 from tests.unit.cli.conftest import FakeServer, Reply, Seen
 
@@ -317,3 +318,19 @@ def test_replay_all_takes_those_with_replays_left_oldest_first(
     assert "skipping 9: no knativeerrordest" in output
     assert [seen.headers["ce-id"] for seen in fake2.seen] == ["evt-3", "evt-8"]
     assert "2 replayed, 0 failed or refused" in output
+
+
+def test_error_data_is_decoded_from_base64() -> None:
+    encoded = base64.b64encode(b'{"status": 503}').decode()
+    assert decode_error_data(encoded) == '{\n  "status": 503\n}'
+    assert decode_error_data(base64.b64encode(b"plain words").decode()) == "plain words"
+    assert decode_error_data("%%%") == "(not valid base64) %%%"
+
+
+def test_show_decodes_error_data_the_service_did_not(tmp_path: Path, fake: FakeServer) -> None:
+    entry = detail(7, "http://127.0.0.1:8083")
+    entry["error_data"] = {"base64": base64.b64encode(b"gateway on fire").decode()}
+    fake.route("GET", "/dead-letters/7", as_json(entry))
+    code, output = dlq("show", "7", data_dir=tmp_path, url=fake.url)
+    assert code == 0, output
+    assert "error data (knativeerrordata, decoded):\n    gateway on fire" in output
