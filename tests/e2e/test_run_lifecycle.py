@@ -1,0 +1,99 @@
+"""`cascade run` when a function cannot start, or dies while running: exit 1, say which and
+why (the tail of its output), stop everything else, leave no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import CASCADE, ROOT, ShopRun, fast_manifests, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def processes_using(data_dir: Path) -> list[int]:
+    """PIDs whose command line names ``data_dir`` (every child gets --data-dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(data_dir).encode() in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return b"cascade" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def test_a_function_that_cannot_start_stops_the_run_with_its_error(tmp_path: Path) -> None:
+    functions = tmp_path / "functions"
+    functions.mkdir()
+    for name in ("order", "inventory", "notification", "dead-letter"):
+        (functions / name).symlink_to(ROOT / "functions" / name)
+    (functions / "payment").mkdir()
+    (functions / "payment" / "func.py").write_text(
+        'raise RuntimeError("payment is broken on purpose")\n'
+    )
+    data = tmp_path / "data"
+    result = subprocess.run(
+        [
+            CASCADE,
+            "run",
+            "--functions-dir",
+            str(functions),
+            "--data-dir",
+            str(data),
+            "--port",
+            "0",
+            "--base-port",
+            "0",
+        ],  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+        start_new_session=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "error: payment exited with code 1 while starting" in result.stdout
+    assert "RuntimeError: payment is broken on purpose" in result.stdout
+    assert "stopped  functions" in result.stdout
+    assert not (data / "run.json").exists()
+    assert processes_using(data) == []  # the broker, masters and workers are all gone
+
+
+def test_a_function_that_dies_while_running_stops_the_run(tmp_path: Path) -> None:
+    run = ShopRun(
+        data_dir=tmp_path / "data",
+        manifests=fast_manifests(tmp_path),
+        env={"NOTIFICATION_OUTBOX": str(tmp_path / "outbox")},
+    )
+    try:
+        run.start()
+        state = run.state()
+        assert state is not None
+        payment = state["functions"]["payment"]["pid"]
+        os.killpg(payment, signal.SIGKILL)
+        assert run.process is not None
+        assert run.process.wait(90) == 1
+        output = run.output()
+        assert "error: payment stopped unexpectedly (exit code -9)" in output
+        assert "stopping everything" in output
+        assert not (run.data_dir / "run.json").exists()
+        wait_until(lambda: not any(alive(pid) for pid in run.child_pids), 30, "every child to exit")
+        assert processes_using(run.data_dir) == []
+    finally:
+        run.kill_all()
