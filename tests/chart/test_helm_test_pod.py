@@ -5,7 +5,10 @@ timeout."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,9 +24,11 @@ from werkzeug.serving import make_server
 from cascade.settings import Settings
 from cascade.testing import FunctionClient
 from functions.shop import samples
-from tests.chart.support import CHART, documents, helm, of_kind
+from tests.chart.support import CHART, ROOT, documents, helm, of_kind
 from tests.functions.conftest import load
 from tests.unit.runtime.sink import Sink
+
+RENDERED = ROOT / "k8s" / "rendered" / "shop.yaml"
 
 
 class OrderApi:
@@ -199,3 +204,87 @@ def test_notes_warn_when_state_lives_in_the_pods(tools: Path, tmp_path: Path) ->
     notes = render_notes(tmp_path, "database.secretName=", "functionDefaults.scaling.maxScale=1")
     assert "WARNING: database.secretName is empty" in notes
     assert "kubectl -n shop wait kafka" in notes
+
+
+# ---------------------------------------------------------------------------- the whole chain
+
+
+def _free_block(size: int) -> int:
+    """A first port of ``size`` consecutive free loopback ports (none of the services' ports)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = int(probe.getsockname()[1])
+        if first + size > 65000:
+            continue
+        sockets = []
+        try:
+            for port in range(first, first + size):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise AssertionError("no block of free ports")
+
+
+@pytest.mark.slow
+def test_the_rendered_shop_passes_the_helm_test_under_cascade_run(
+    test_pod: dict[str, Any], tmp_path: Path
+) -> None:
+    """k8s/rendered/shop.yaml run locally (broker + five functions): the test pod's script
+    places an order and sees it CONFIRMED through the rendered Triggers."""
+    first = _free_block(7)
+    data = tmp_path / "run"
+    log = (tmp_path / "run.log").open("wb")
+    runner = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("cascade")),
+            "run",
+            "-f",
+            str(RENDERED),
+            "--data-dir",
+            str(data),
+            "--port",
+            str(first),
+            "--base-port",
+            str(first + 1),
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PAYMENT_", "OTEL_"))},
+            # loopback and a temporary folder, whatever a manifest might say
+            "CASCADE_HOST": "127.0.0.1",
+            "CASCADE_DATA_DIR": str(data),
+        },
+    )
+    try:
+        deadline = time.monotonic() + 90
+        order_url = None
+        while time.monotonic() < deadline and runner.poll() is None and order_url is None:
+            try:
+                order_url = orjson.loads((data / "run.json").read_bytes())["functions"]["order"][
+                    "url"
+                ]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.2)
+        assert order_url, (tmp_path / "run.log").read_text(errors="replace")
+        result = run_test_pod(test_pod, order_url, TIMEOUT_SECONDS="60")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert " CONFIRMED: PENDING (placed) -> CONFIRMED" in result.stdout
+    finally:
+        runner.send_signal(signal.SIGINT)
+        try:
+            runner.wait(timeout=60)
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+                runner.wait(timeout=10)
+            log.close()
+    assert runner.returncode == 0

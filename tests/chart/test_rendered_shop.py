@@ -138,3 +138,40 @@ def test_the_sink_binding_gives_order_k_sink_like_the_hand_written_one(
     ours = named(of_kind(rendered_docs, "SinkBinding"))
     assert list(ours) == list(hand) == ["order-to-shop"]
     assert ours["order-to-shop"]["spec"] == hand["order-to-shop"]["spec"]
+
+
+# Variables the chart sets for the pod it runs in; `cascade run` sets its own for this machine
+# (the runner takes a Service's other plain env values from the manifests).
+WHERE_IT_RUNS = {"PORT", "K_SINK", "CASCADE_HOST", "CASCADE_DATA_DIR", "DATABASE_URL"}
+SAME_AS_LOCAL_DEFAULTS = {
+    "CASCADE_WORKERS": "2",
+    "CASCADE_THREADS": "1",
+    "CASCADE_LOG_LEVEL": "INFO",
+}
+
+
+def _plain_env(docs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    return {
+        s["metadata"]["name"]: {
+            e["name"]: e["value"]
+            for e in s["spec"]["template"]["spec"]["containers"][0].get("env", [])
+            if "value" in e
+        }
+        for s in of_kind(docs, "Service", "serving.knative.dev")
+    }
+
+
+def test_the_services_env_is_the_hand_written_one_plus_where_it_runs(
+    rendered_docs: list[dict[str, Any]],
+) -> None:
+    """So that `cascade run -f k8s/rendered/shop.yaml` passes each function the same settings
+    as k8s/shop.yaml does, and no path of the pod (/data) reaches this machine."""
+    hand = _plain_env(documents(HAND_WRITTEN.read_text(encoding="utf-8")))
+    for name, env in _plain_env(rendered_docs).items():
+        local = {
+            k: v for k, v in env.items() if k not in WHERE_IT_RUNS and not k.startswith("OTEL_")
+        }
+        for key, default in SAME_AS_LOCAL_DEFAULTS.items():
+            assert local.pop(key) == default, (name, key)
+        assert local == hand[name], name
+        assert not [v for v in local.values() if v.startswith("/")], name
