@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.support import CI_VALUES, HELM, ROOT, TOOLS, render
+from tests.chart.support import CI_VALUES, HELM, ROOT, TOOLS, documents, render
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +53,4 @@ def default_render(tools: Path) -> str:
 
 @pytest.fixture(scope="session")
 def default_docs(default_render: str) -> list[dict[str, Any]]:
-    from tests.chart.support import documents
-
     return documents(default_render)

@@ -30,12 +30,14 @@ __all__ = [
     "custom_validation",
     "documents",
     "helm",
+    "helm_error",
     "kubernetes_version",
     "named",
     "of_kind",
     "pod_specs",
     "render",
     "render_documents",
+    "seconds",
     "versions",
 ]
 
