@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
@@ -163,11 +162,18 @@ class TriggerDispatcher:
     async def _read_partition(self, partition: int) -> None:
         offsets = self._offsets[partition]
         wakeup = self._wakeups[partition]
+        tail = self._tail
+        notified = True  # False after a poll interval without news: then ask the log itself
         while not self._stopping:
             wakeup.clear()
             records: Sequence[Record] | None = None
-            if self._tail is not None:
-                records = self._tail.read(partition, offsets.next_offset, self._read_batch)
+            if tail is not None:
+                records = tail.read(partition, offsets.next_offset, self._read_batch)
+                if records is None and notified and tail.caught_up(partition, offsets.next_offset):
+                    # Everything this process stored here is read: a log read would find
+                    # nothing and cost a thread hop. Records from other writers are still
+                    # picked up after a poll interval without notifications.
+                    records = ()
             if records is None:
                 try:
                     records = await self._run(
@@ -179,9 +185,14 @@ class TriggerDispatcher:
                     )
                     records = ()
             if not records:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(wakeup.wait(), self._poll_interval)
+                except TimeoutError:
+                    notified = False
+                else:
+                    notified = True
                 continue
+            notified = True
             for record in records:
                 if self._stopping:
                     return

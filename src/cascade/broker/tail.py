@@ -45,6 +45,12 @@ class TailCache:
             return None
         return cached[index : index + max_records]
 
+    def caught_up(self, partition: int, offset: int) -> bool:
+        """True when ``offset`` is just past the newest record held: nothing newer was stored
+        by this process, so a reader there need not ask the log until it is notified."""
+        cached = self._records[partition]
+        return bool(cached) and cached[-1].offset + 1 == offset
+
     def _trim(self, partition: int) -> None:
         cached = self._records[partition]
         keep = cached[len(cached) // 2 :]

@@ -11,6 +11,7 @@ import pytest
 from cascade.broker.dispatcher import TriggerDispatcher
 from cascade.broker.event import Record, StoredEvent
 from cascade.broker.log.memory import MemoryLog
+from cascade.broker.tail import TailCache
 
 GROUP = "knative-trigger-ns-t"
 
@@ -230,5 +231,56 @@ def test_partition_states_report_lag() -> None:
             await d.stop(0.01)
         assert sum(state.lag for state in states) == 4
         assert all(state.committed == 0 for state in states)
+
+    asyncio.run(scenario())
+
+
+class CountingLog(MemoryLog):
+    """A memory log that counts the reads the dispatcher makes."""
+
+    reads = 0
+
+    def read(self, partition: int, offset: int, max_records: int) -> list[Record]:
+        self.reads += 1
+        return list(super().read(partition, offset, max_records))
+
+
+def test_a_caught_up_reader_waits_for_the_tail_yet_still_sees_other_writers() -> None:
+    async def scenario() -> None:
+        log = CountingLog(1)
+        tail = TailCache(1)
+        seen: list[str] = []
+
+        async def process(record: Record) -> None:
+            seen.append(record.event.attributes["id"])
+
+        with ThreadPoolExecutor(2) as pool:
+            d = TriggerDispatcher(
+                name="ns/t",
+                group=GROUP,
+                log=log,
+                executor=pool,
+                process=process,
+                ordered=True,
+                commit_interval=0.02,
+                poll_interval=0.2,
+                tail=tail,
+            )
+            await d.start()
+            # This process stores 20 events one by one, as the appender does.
+            for n in range(20):
+                stored = log.append_many([(event(n), None)])
+                tail.add([Record(0, offset, event(n)) for _, offset in stored])
+                d.notify(0)
+                await until(lambda n=n: len(seen) == n + 1)
+            reads_while_notified = log.reads
+            # Another writer: no tail entry, no notification; found by the next poll.
+            log.append_many([(event(99), None)])
+            await until(lambda: "99" in seen)
+            await d.stop(1.0)
+        assert seen == [str(n) for n in range(20)] + ["99"]
+        # Only the first read (cache still empty) and the occasional poll touch the log.
+        assert reads_while_notified <= 5
+        assert log.reads > reads_while_notified
 
     asyncio.run(scenario())

@@ -41,3 +41,13 @@ def test_memory_is_bounded() -> None:
     held = tail.read(0, 99, 1)
     assert held is not None
     assert held[0].offset == 99
+
+
+def test_caught_up_only_just_past_the_newest_record_held() -> None:
+    tail = TailCache(2)
+    assert not tail.caught_up(0, 0)  # holds nothing: only the log knows
+    tail.add([record(0, 5), record(0, 6)])
+    assert tail.caught_up(0, 7)
+    assert not tail.caught_up(0, 6)  # a record is still to be read
+    assert not tail.caught_up(0, 8)  # beyond what this process stored
+    assert not tail.caught_up(1, 7)
