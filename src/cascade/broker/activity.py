@@ -16,7 +16,8 @@ HTTP (on the broker's admin port):
 - ``&follow=1``: keep the response open and stream new entries as they happen; a blank line
   every few seconds keeps idle connections alive. The stream ends when the broker stops.
 
-Only the broker's event loop touches the feed.
+Only the broker's event loop touches the feed. Recording is on the delivery hot path, so an
+entry is kept as a plain tuple and only turned into an :class:`Activity` when someone reads it.
 """
 
 from __future__ import annotations
@@ -78,6 +79,49 @@ class ActivityQuery:
     follow: bool = False
 
 
+# What record() keeps: seq, time, namespace, trigger, subscriber, the event's attributes (not
+# copied: the broker never changes an event's attributes once built), attempt, outcome, status,
+# error, reason, latency and elapsed seconds.
+_Raw = tuple[
+    int,
+    float,
+    str,
+    str,
+    str,
+    Mapping[str, str],
+    int,
+    str,
+    int | None,
+    str | None,
+    str | None,
+    float,
+    float,
+]
+
+
+def _build(raw: _Raw) -> Activity:
+    seq, when, namespace, trigger, subscriber, attributes, attempt = raw[:7]
+    outcome, status, error, reason, latency, elapsed = raw[7:]
+    return Activity(
+        seq=seq,
+        time=when,
+        namespace=namespace,
+        trigger=trigger,
+        subscriber=subscriber,
+        type=attributes.get("type"),
+        id=attributes.get("id"),
+        source=attributes.get("source"),
+        partitionkey=attributes.get("partitionkey"),
+        attempt=attempt,
+        outcome=outcome,
+        status=status,
+        error=error,
+        reason=reason,
+        latency_ms=round(latency * 1000, 3),
+        elapsed_ms=round(elapsed * 1000, 3),
+    )
+
+
 _TRUE: Final = ("1", "true", "yes", "on")
 _FALSE: Final = ("0", "false", "no", "off", "")
 
@@ -115,7 +159,7 @@ class ActivityFeed:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self._entries: deque[Activity] = deque(maxlen=capacity)
+        self._entries: deque[_Raw] = deque(maxlen=capacity)
         self._seq = 0
         self._wakeup: asyncio.Future[None] | None = None
         self._closed = False
@@ -142,31 +186,32 @@ class ActivityFeed:
         reason: str | None = None,
         latency: float = 0.0,
         elapsed: float = 0.0,
-    ) -> Activity:
+    ) -> int:
+        """Keep one outcome; returns its sequence number."""
         self._seq += 1
-        entry = Activity(
-            seq=self._seq,
-            time=time.time(),
-            namespace=namespace,
-            trigger=trigger,
-            subscriber=subscriber,
-            type=attributes.get("type"),
-            id=attributes.get("id"),
-            source=attributes.get("source"),
-            partitionkey=attributes.get("partitionkey"),
-            attempt=attempt,
-            outcome=outcome,
-            status=status,
-            error=error,
-            reason=reason,
-            latency_ms=round(latency * 1000, 3),
-            elapsed_ms=round(elapsed * 1000, 3),
+        self._entries.append(
+            (
+                self._seq,
+                time.time(),
+                namespace,
+                trigger,
+                subscriber,
+                attributes,
+                attempt,
+                outcome,
+                status,
+                error,
+                reason,
+                latency,
+                elapsed,
+            )
         )
-        self._entries.append(entry)
-        wakeup, self._wakeup = self._wakeup, None
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
-        return entry
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+        return self._seq
 
     def entries(self, query: ActivityQuery) -> list[Activity]:
         """Held entries after ``query.after``, else the newest ``query.limit``; oldest first.
@@ -178,14 +223,15 @@ class ActivityFeed:
             return self._after(query.after if query.after <= self._seq else 0)
         if query.limit == 0:
             return []
-        return list(self._entries)[-query.limit :]
+        start = max(0, len(self._entries) - query.limit)
+        return [_build(raw) for raw in itertools.islice(self._entries, start, None)]
 
     def _after(self, seq: int) -> list[Activity]:
         # Sequence numbers are consecutive in the deque, so the start is an index.
         if not self._entries:
             return []
-        start = max(0, seq + 1 - self._entries[0].seq)
-        return list(itertools.islice(self._entries, start, None))
+        start = max(0, seq + 1 - self._entries[0][0])
+        return [_build(raw) for raw in itertools.islice(self._entries, start, None)]
 
     async def wait(self, after: int, timeout: float) -> None:
         """Return once an entry newer than ``after`` exists, the feed closes, or on timeout."""

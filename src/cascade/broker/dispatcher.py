@@ -6,6 +6,9 @@
   in parallel. ``unordered``: up to ``max_inflight`` records at once for the whole Trigger (§6.3).
 - Committed offsets only ever cover a gap-free run of finished records (offsets.py), committed
   every ``commit_interval`` seconds and on stop, so a crash redelivers and never skips (§6.5).
+- New records are announced by ``notify`` (the appender, once stored); a reader that has read
+  all the in-memory tail holds waits for that, and every ``poll_interval`` each reader also
+  asks the log, which is how records of other writers are found.
 """
 
 from __future__ import annotations
@@ -72,10 +75,13 @@ class TriggerDispatcher:
         self._tail = tail
         self._offsets: dict[int, PartitionOffsets] = {}
         self._wakeups = [asyncio.Event() for _ in range(log.partitions)]
+        # Set every poll interval: the reader then asks the log, whatever the tail says.
+        self._poll_due = [False] * log.partitions
         self._slots = asyncio.Semaphore(max_inflight)
         self._readers: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._committer: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
         self._stopping = False
 
     async def start(self) -> None:
@@ -90,6 +96,7 @@ class TriggerDispatcher:
             for partition in self._offsets
         ]
         self._committer = loop.create_task(self._commit_periodically())
+        self._poller = loop.create_task(self._poll_periodically())
 
     def notify(self, partition: int) -> None:
         """New records were stored in ``partition``."""
@@ -114,9 +121,10 @@ class TriggerDispatcher:
                     len(late),
                 )
                 await asyncio.gather(*late, return_exceptions=True)
-        if self._committer is not None:
-            self._committer.cancel()
-            await asyncio.gather(self._committer, return_exceptions=True)
+        for background in (self._poller, self._committer):
+            if background is not None:
+                background.cancel()
+                await asyncio.gather(background, return_exceptions=True)
         await self.commit()
 
     async def commit(self) -> None:
@@ -163,16 +171,20 @@ class TriggerDispatcher:
         offsets = self._offsets[partition]
         wakeup = self._wakeups[partition]
         tail = self._tail
-        notified = True  # False after a poll interval without news: then ask the log itself
         while not self._stopping:
             wakeup.clear()
+            poll_due, self._poll_due[partition] = self._poll_due[partition], False
             records: Sequence[Record] | None = None
             if tail is not None:
                 records = tail.read(partition, offsets.next_offset, self._read_batch)
-                if records is None and notified and tail.caught_up(partition, offsets.next_offset):
+                if (
+                    records is None
+                    and not poll_due
+                    and tail.caught_up(partition, offsets.next_offset)
+                ):
                     # Everything this process stored here is read: a log read would find
                     # nothing and cost a thread hop. Records from other writers are still
-                    # picked up after a poll interval without notifications.
+                    # picked up at the next poll.
                     records = ()
             if records is None:
                 try:
@@ -185,14 +197,9 @@ class TriggerDispatcher:
                     )
                     records = ()
             if not records:
-                try:
-                    await asyncio.wait_for(wakeup.wait(), self._poll_interval)
-                except TimeoutError:
-                    notified = False
-                else:
-                    notified = True
+                # Woken by new records (notify), the poll tick or stop; no timer per wait.
+                await wakeup.wait()
                 continue
-            notified = True
             for record in records:
                 if self._stopping:
                     return
@@ -232,6 +239,14 @@ class TriggerDispatcher:
                 record.partition,
                 record.offset,
             )
+
+    async def _poll_periodically(self) -> None:
+        """Every poll interval, have each reader look at the log (records of other writers)."""
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            for partition, wakeup in enumerate(self._wakeups):
+                self._poll_due[partition] = True
+                wakeup.set()
 
     async def _commit_periodically(self) -> None:
         while True:
