@@ -47,7 +47,7 @@ check: lint unit ## Fast checks first: lint, types, unit tests
 
 .PHONY: run
 run: $(STAMP) ## Run the shop locally: broker :8080 (PORT), functions from :8081 (BASE_PORT); Ctrl-C stops
-	$(BIN)/cascade run --manifests k8s/shop.yaml --functions-dir functions --data-dir .cascade \
+	$(BIN)/cascade run --manifests k8s/rendered/shop.yaml --functions-dir functions --data-dir .cascade \
 		--port $(PORT) --base-port $(BASE_PORT)
 
 .PHONY: bench

@@ -3,7 +3,8 @@
 Settings (read from the environment at each delivery, checked once at start):
 
 - ``SMTP_URL``: ``smtp://[user:password@]host[:port]`` (port 25) or ``smtps://...`` (TLS, 465).
-  Unset: write ``<NOTIFICATION_OUTBOX>/<order id>.eml`` instead (default ``.cascade/outbox``).
+  Unset: write ``<NOTIFICATION_OUTBOX>/<order id>.eml`` instead (default
+  ``$CASCADE_DATA_DIR/outbox``, else ``.cascade/outbox``).
 - ``NOTIFICATION_FROM``: the sender (default ``shop@example.com``).
 - ``SMTP_TIMEOUT``: seconds per SMTP conversation (default 10).
 
@@ -77,7 +78,10 @@ class MailSettings:
         sender = env.get("NOTIFICATION_FROM", "").strip() or DEFAULT_SENDER
         if sender.count("@") != 1 or any(c.isspace() for c in sender):
             raise ValueError(f"NOTIFICATION_FROM={sender!r}: not an email address")
-        outbox = Path(env.get("NOTIFICATION_OUTBOX", "").strip() or DEFAULT_OUTBOX)
+        # Beside the function's other state (cascade run sets CASCADE_DATA_DIR per run).
+        data_dir = env.get("CASCADE_DATA_DIR", "").strip()
+        default = str(Path(data_dir) / "outbox") if data_dir else DEFAULT_OUTBOX
+        outbox = Path(env.get("NOTIFICATION_OUTBOX", "").strip() or default)
         return cls(outbox, smtp_url, sender, timeout)
 
     @property

@@ -5,7 +5,7 @@ Every event is about one order and carries its id in ``order_id``; the CloudEven
 land in one partition and Triggers marked ``ordered`` see them in order. Use :func:`keyed` to
 wrap a reply or a published event so that this holds.
 
-The saga (each arrow is a Trigger in k8s/shop.yaml)::
+The saga (each arrow is a Trigger in k8s/rendered/shop.yaml)::
 
     POST /orders → order.created → inventory → inventory.rejected → order → order.cancelled
                                              → inventory.reserved → payment

@@ -23,7 +23,7 @@ EXIT_MANIFEST_ERROR = 2
     "--manifests",
     "manifests",
     multiple=True,
-    default=(Path("k8s/shop.yaml"),),
+    default=(Path("k8s/rendered/shop.yaml"),),
     show_default=True,
     type=click.Path(exists=True, path_type=Path),
     help="Broker/Trigger/Service/SinkBinding manifests (file or folder); repeatable.",

@@ -2,7 +2,8 @@
 
 - Functions: every ``<functions-dir>/<name>/func.py`` (a folder without ``func.py``, such as the
   shop's shared contracts in ``functions/shop``, is not a function). Each runs under
-  ``cascade serve`` on its own port: in the manifests' Service order first, then by name.
+  ``cascade serve`` on its own port: the subjects of ``SinkBinding``s (the APIs that originate
+  events, such as the order API) first, then the manifests' Service order, then by name.
 - Service URLs: a function named like a Knative Service of the manifests is that Service; the
   broker gets its local URL (``--service-url``), so Trigger ``subscriber.ref`` and dead-letter
   sink refs reach it.
@@ -123,8 +124,10 @@ def make_plan(
     ]
     service_order = [_name(obj) for obj in services]
     by_name = {folder.name: folder for folder in folders}
+    originators = _sink_subjects(objects)
     ordered = [by_name[name] for name in service_order if name in by_name]
     ordered += [folder for folder in folders if folder not in ordered]
+    ordered.sort(key=lambda folder: folder.name not in originators)  # stable: originators first
 
     ports = _ports(host, port, base_port, len(ordered))
     broker_port, function_ports = ports[0], ports[1:]
@@ -333,3 +336,15 @@ def _dig(obj: object, *keys: str) -> object:
             return None
         obj = obj.get(key)
     return obj
+
+
+def _sink_subjects(objects: list[dict[str, Any]]) -> set[str]:
+    """Names of the workloads SinkBindings give a K_SINK to: the event originators."""
+    names = set()
+    for obj in objects:
+        if obj.get("kind") != "SinkBinding":
+            continue
+        subject = (obj.get("spec") or {}).get("subject") or {}
+        if isinstance(subject, dict) and isinstance(subject.get("name"), str):
+            names.add(subject["name"])
+    return names

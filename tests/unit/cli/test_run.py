@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from cascade.broker.manifests import ManifestError
@@ -15,7 +16,7 @@ from cascade.runner.plan import PlanError, make_plan
 from cascade.runner.state import lock_data_dir
 
 ROOT = Path(__file__).resolve().parents[3]
-SHOP = ROOT / "k8s" / "shop.yaml"
+SHOP = ROOT / "k8s" / "rendered" / "shop.yaml"
 FUNCTIONS = ROOT / "functions"
 
 
@@ -35,7 +36,8 @@ def test_plan_of_the_shop() -> None:
         environ={"PAYMENT_FAULT_RATE": "0.25", "UNRELATED": "x"},
     )
     names = [fn.name for fn in plan.functions]
-    assert names == ["order", "inventory", "payment", "notification", "dead-letter"]  # manifest
+    # The order API (a SinkBinding subject) first, then the manifest's Service order.
+    assert names == ["order", "dead-letter", "inventory", "notification", "payment"]
     ports = [plan.broker_port, *(fn.port for fn in plan.functions)]
     assert len(set(ports)) == len(ports)
     by_name = {fn.name: fn for fn in plan.functions}
@@ -46,6 +48,9 @@ def test_plan_of_the_shop() -> None:
     assert all("K_SINK" not in fn.env for fn in plan.functions if fn.name != "order")
     # The Service's env comes along; the environment cascade run was started with wins.
     assert by_name["payment"].env == {
+        "CASCADE_LOG_LEVEL": "INFO",
+        "CASCADE_THREADS": "1",
+        "CASCADE_WORKERS": "2",
         "PAYMENT_FAULT_RATE": "0.25",
         "PAYMENT_FAULT_MODE": "error",
         "PAYMENT_HANG_SECONDS": "5",
@@ -85,10 +90,14 @@ def test_missing_manifests_exit_2(tmp_path: Path) -> None:
 
 def test_an_invalid_manifest_exits_2_naming_file_object_and_field(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
-    broken.write_text(
-        SHOP.read_text().replace("backoffDelay: PT0.2S\n    timeout: PT2S", "backoffDelay: soon\n"
-                                 "    timeout: PT2S", 1)
-    )  # fmt: skip
+    documents = [d for d in yaml.safe_load_all(SHOP.read_text()) if d]
+    [payment] = [
+        d
+        for d in documents
+        if d["kind"] == "Trigger" and d["metadata"]["name"] == "payment-inventory-reserved"
+    ]
+    payment["spec"]["delivery"]["backoffDelay"] = "soon"
+    broken.write_text(yaml.safe_dump_all(documents, sort_keys=False))
     code, output = run(
         "--manifests", str(broken), "--functions-dir", str(FUNCTIONS), "--port", "0",
         "--base-port", "0", "--data-dir", str(tmp_path / "data"),
