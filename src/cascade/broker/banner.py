@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from cascade.broker.manifests import Topology, TriggerConfig
 
-__all__ = ["loop_risks", "render_startup"]
+__all__ = ["loop_risks", "render_startup", "summarize_notices"]
 
 # The least an event can carry; a loop check asks "would this Trigger take its own reply?".
 _PROBE_ATTRIBUTES = {"specversion": "1.0", "id": "loop-check", "source": "cascade/loop-check"}
@@ -35,8 +37,30 @@ def loop_risks(triggers: Iterable[TriggerConfig]) -> list[str]:
     return warnings
 
 
+_IGNORED = re.compile(r"ignored kind (?P<kind>\S+) '[^']*' in (?P<file>.+)\Z")
+
+
+def summarize_notices(notices: Iterable[str]) -> list[str]:
+    """One line per file for the cluster-only kinds it ignores (a chart render holds many)."""
+    ignored: dict[str, Counter[str]] = {}
+    others: list[str] = []
+    for notice in notices:
+        match = _IGNORED.match(notice)
+        if match is None:
+            others.append(notice)
+        else:
+            ignored.setdefault(match["file"], Counter())[match["kind"]] += 1
+    for file, kinds in ignored.items():
+        shown = ", ".join(
+            f"{kind} x{count}" if count > 1 else kind for kind, count in kinds.items()
+        )
+        total = sum(kinds.values())
+        others.append(f"{file}: ignored {total} object(s) of kinds used only on a cluster: {shown}")
+    return others
+
+
 def render_startup(topology: Topology, ingress_url: Callable[[str, str], str]) -> str:
-    lines = [f"notice: {notice}" for notice in topology.notices]
+    lines = [f"notice: {notice}" for notice in summarize_notices(topology.notices)]
     for namespace, name in sorted(topology.brokers):
         lines.append(f"broker {namespace}/{name}: {ingress_url(namespace, name)}")
     rows = [("TRIGGER", "BROKER", "ORDER", "RETRY", "DEAD-LETTER SINK", "SUBSCRIBER", "FILTER")]

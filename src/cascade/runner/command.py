@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from cascade.broker.banner import summarize_notices
 from cascade.broker.manifests import ManifestError
 from cascade.runner.plan import PlanError, make_plan
 from cascade.runner.run import Runner, RunOptions
@@ -131,7 +132,7 @@ def run(
     except PlanError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    for notice in plan.notices:
+    for notice in summarize_notices(plan.notices):
         if not quiet:
             click.echo(f"notice: {notice}")
     options = RunOptions(
