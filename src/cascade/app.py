@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
@@ -30,6 +30,7 @@ from cascade.idempotency import Deduper
 from cascade.publish import Publisher
 from cascade.settings import Settings
 from cascade.store import Store
+from cascade.telemetry.function_metrics import commit_counts, metrics_scope
 from cascade.telemetry.metrics import Metrics
 from cascade.telemetry.tracing import setup_tracing
 
@@ -76,6 +77,7 @@ class Runtime:
         self.settings = settings
         self.source = function.source or settings.source_for(function.name)
         self.metrics = Metrics(function.name, registry)
+        self.function_metrics = function.metrics.bind(registry)
         self.tracer = trace.get_tracer("cascade", __version__, tracer_provider)
         self._tracer_provider = tracer_provider
         self.store = Store(settings.database_url_for(function.name), function.metadata)
@@ -87,6 +89,9 @@ class Runtime:
             if idempotent
             else None
         )
+        gauges = function.metrics.gauge_collector(self.store.session)
+        if gauges is not None:
+            self.metrics.add_live(gauges)
         self._publisher: Publisher | None = None
         self._publisher_lock = threading.Lock()
         self.dispatcher = Dispatcher(
@@ -97,6 +102,7 @@ class Runtime:
             deduper=deduper,
             publisher=self.publisher,
             tracer=self.tracer,
+            function_metrics=self.function_metrics,
         )
         self._draining = threading.Event()
 
@@ -311,12 +317,20 @@ def _add_user_route(app: Flask, runtime: Runtime, route: Route) -> None:
                 publisher=runtime.publisher,
             )
             try:
-                result = route.func(ctx, **kwargs)
-                session = ctx.store_opened
-                if session is not None:
-                    session.commit()
-                return result
-            except HTTPException:
+                with metrics_scope(runtime.function_metrics):
+                    result = route.func(ctx, **kwargs)
+                    session = ctx.store_opened
+                    if session is not None:
+                        session.commit()
+                    commit_counts()
+                response = current_app.make_response(result)
+                span.set_attribute("http.response.status_code", response.status_code)
+                if response.status_code >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                return response
+            except HTTPException as exc:
+                if exc.code is not None:
+                    span.set_attribute("http.response.status_code", exc.code)
                 raise
             except Exception as exc:
                 span.record_exception(exc)

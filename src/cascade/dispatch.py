@@ -25,7 +25,7 @@ from typing import Any, Final
 import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -38,9 +38,10 @@ from cascade.outcomes import DeadLetter, Drop, Retry
 from cascade.publish import Publisher
 from cascade.reply import Reply, outgoing_attributes
 from cascade.store import Store
+from cascade.telemetry.function_metrics import BoundMetrics, commit_counts, metrics_scope
 from cascade.telemetry.logging import reset_event_log_fields, set_event_log_fields
 from cascade.telemetry.metrics import OTHER_TYPE, Metrics
-from cascade.telemetry.tracing import span_context_from_traceparent, traceparent_of
+from cascade.telemetry.tracing import CONVERSATION_ID, origin_links, traceparent_of
 
 __all__ = ["Answer", "Dispatcher", "problem"]
 
@@ -104,6 +105,7 @@ class Dispatcher:
         deduper: Deduper | None,
         publisher: Callable[[], Publisher],
         tracer: trace.Tracer,
+        function_metrics: BoundMetrics | None = None,
     ) -> None:
         self.function = function
         self.source = source
@@ -112,6 +114,7 @@ class Dispatcher:
         self.deduper = deduper
         self._publisher = publisher
         self._tracer = tracer
+        self._function_metrics = function_metrics
         self._logger = logging.getLogger(f"cascade.fn.{function.name}")
 
     # ------------------------------------------------------------------ entry point
@@ -136,12 +139,16 @@ class Dispatcher:
         subject = attributes.get("subject")
         if subject is not None:
             span_attributes["cloudevents.event_subject"] = subject
+        conversation = attributes.get("partitionkey")
+        if conversation is not None:
+            # What ties one saga's spans together for a search (the shop's order id).
+            span_attributes[CONVERSATION_ID] = conversation
         span = self._tracer.start_span(
             f"process {event_type}",
             context=parent if parent is not None else _EMPTY_CONTEXT,
             kind=SpanKind.CONSUMER,
             attributes=span_attributes,
-            links=_origin_link(attributes),
+            links=origin_links(attributes),
             record_exception=False,
             set_status_on_exception=False,
         )
@@ -156,7 +163,8 @@ class Dispatcher:
             }
         )
         try:
-            answer = self._answer(handler, message, span)
+            with metrics_scope(self._function_metrics):
+                answer = self._answer(handler, message, span)
             span.set_attribute("cascade.outcome", answer.outcome)
             if answer.status == 200:
                 # Lets the caller (the broker) send the reply on inside this span's trace.
@@ -231,6 +239,7 @@ class Dispatcher:
             session = ctx.store_opened
             if session is not None:
                 session.commit()
+            commit_counts()
             return answer
         finally:
             session = ctx.store_opened
@@ -266,6 +275,7 @@ class Dispatcher:
                 StoredReply(answer.status, answer.headers, answer.body),
             )
             session.commit()
+            commit_counts()
         except BaseException:
             session.rollback()
             raise
@@ -342,16 +352,6 @@ def _copy_origin(incoming: Mapping[str, str], attributes: dict[str, str]) -> Non
     here = traceparent_of(trace.get_current_span().get_span_context())
     if here is not None:
         attributes["traceparent"] = here
-
-
-def _origin_link(attributes: Mapping[str, str]) -> list[Link] | None:
-    traceparent = attributes.get("traceparent")
-    if traceparent is None:
-        return None
-    span_context = span_context_from_traceparent(traceparent, attributes.get("tracestate"))
-    if span_context is None:
-        return None
-    return [Link(span_context, {"cascade.link": "cloudevents.traceparent"})]
 
 
 def _validation_reason(handler: Handler, exc: ValidationError) -> str:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import MetaData
 
 from cascade.events import Event, EventRegistry, bound_type
+from cascade.telemetry.function_metrics import FunctionMetrics
 
 __all__ = ["Function", "Handler", "Route"]
 
@@ -81,6 +82,8 @@ class Function:
         self._handlers: dict[str, Handler] = {}
         self._routes: list[Route] = []
         self.examples: list[Event] = []
+        # The function's own counters and gauges (cascade/telemetry/function_metrics.py).
+        self.metrics = FunctionMetrics(name)
         for example in examples:
             self.example(example)
 

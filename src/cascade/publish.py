@@ -33,7 +33,7 @@ from cascade.binding import binary_headers
 from cascade.events import Event
 from cascade.reply import Reply, check_extensions, outgoing_attributes
 from cascade.settings import Settings
-from cascade.telemetry.tracing import traceparent_of
+from cascade.telemetry.tracing import CONVERSATION_ID, traceparent_of
 
 __all__ = ["PublishError", "Publisher"]
 
@@ -151,19 +151,22 @@ class Publisher:
             event_id=event_id,
         )
         event_type = attributes["type"]
+        span_attributes = {
+            "messaging.operation.name": "send",
+            "messaging.operation.type": "send",
+            "messaging.message.id": attributes["id"],
+            "cloudevents.event_id": attributes["id"],
+            "cloudevents.event_source": attributes["source"],
+            "cloudevents.event_type": event_type,
+            "cloudevents.event_spec_version": "1.0",
+            "server.address": self.sink,
+        }
+        if "partitionkey" in attributes:
+            span_attributes[CONVERSATION_ID] = attributes["partitionkey"]
         with self._tracer.start_as_current_span(
             f"send {event_type}",
             kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.operation.name": "send",
-                "messaging.operation.type": "send",
-                "messaging.message.id": attributes["id"],
-                "cloudevents.event_id": attributes["id"],
-                "cloudevents.event_source": attributes["source"],
-                "cloudevents.event_type": event_type,
-                "cloudevents.event_spec_version": "1.0",
-                "server.address": self.sink,
-            },
+            attributes=span_attributes,
             record_exception=False,
             set_status_on_exception=False,
         ) as span:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from opentelemetry.trace import Status, StatusCode
+
 from cascade.broker.activity import ActivityFeed
 from cascade.broker.dead_letter import dead_letter_event
 from cascade.broker.delivery import (
@@ -31,6 +33,7 @@ from cascade.broker.filters import Filter
 from cascade.broker.metrics import BrokerMetrics, Outcome
 from cascade.broker.replies import HOPS_EXTENSION, AnswerKind, hops_of, interpret_answer, with_hop
 from cascade.broker.sender import AttemptTarget, HttpSender
+from cascade.broker.tracing import BrokerTracing, headers_for, reply_parent
 
 __all__ = ["EgressConfig", "Publish", "TriggerEgress", "with_kafka_metadata"]
 
@@ -48,6 +51,7 @@ class EgressConfig:
     filter: Filter
     policy: RetryPolicy
     dead_letter_sink: str | None
+    broker: str = ""  # the Broker whose log replies go to (span attributes)
 
 
 def with_kafka_metadata(record: Record) -> StoredEvent:
@@ -68,8 +72,10 @@ class TriggerEgress:
         *,
         max_hops: int | None = None,
         activity: ActivityFeed | None = None,
+        tracing: BrokerTracing | None = None,
     ) -> None:
         self.config = config
+        self._tracing = tracing
         self._sender = sender
         self._publish = publish
         self._metrics = metrics
@@ -203,11 +209,27 @@ class TriggerEgress:
                     self._max_hops,
                 )
                 return None
+        record_headers: Mapping[str, str] = response.trace_headers
+        span = None
+        parent = (
+            reply_parent(response.trace_headers, response.headers)
+            if self._tracing is not None and record_headers
+            else None
+        )
+        if parent is not None and self._tracing is not None:
+            destination = f"{self.config.namespace}/{self.config.broker}"
+            span = self._tracing.reply_span(parent, destination, reply)
+            record_headers = headers_for(span, parent)
         try:
-            await self._publish(reply, response.trace_headers)
+            await self._publish(reply, record_headers)
         except Exception as exc:  # the log is down: Kafka sends the original to the DLS
             logger.error("trigger %s: storing a reply failed: %s", self._label, exc)
+            if span is not None:
+                span.set_status(Status(StatusCode.ERROR, "storing the reply failed"))
             return f"a reply that could not be stored ({exc})"
+        finally:
+            if span is not None:
+                span.end()
         return None
 
     def _count(self, outcome: Outcome) -> None:

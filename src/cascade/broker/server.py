@@ -181,6 +181,7 @@ class BrokerServer:
             filter=trigger.filter,
             policy=RetryPolicy(spec.retry, spec.backoff, spec.timeout),
             dead_letter_sink=spec.dead_letter_sink,
+            broker=trigger.broker,
         )
         egress = TriggerEgress(
             config,
@@ -189,6 +190,7 @@ class BrokerServer:
             self.metrics,
             max_hops=self.settings.max_hops,
             activity=self.activity,
+            tracing=self._tracing,
         )
         return TriggerDispatcher(
             name=f"{trigger.namespace}/{trigger.name}",

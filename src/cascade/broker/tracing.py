@@ -5,6 +5,12 @@ sent trace context. The ingress SERVER span's context is stored beside the event
 headers (never as ``ce-*`` attributes); each delivery attempt is a CLIENT span child of it and
 injects a new ``traceparent`` (same trace id, the attempt's span id) into the request. The
 CloudEvents ``traceparent`` extension is an ordinary attribute and passes untouched.
+
+A reply is stored under a PRODUCER span ``send <reply type>`` whose parent is the span that
+made the reply: the subscriber's ``traceparent`` response header (the Cascade runtime names its
+handler span there) when it belongs to the attempt's trace, else the attempt span. Its context
+becomes the reply's record headers, so the next deliveries continue the same trace below the
+handler that answered.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind
 
 from cascade.broker.event import StoredEvent
+from cascade.telemetry.tracing import CONVERSATION_ID
 
-__all__ = ["BrokerTracing", "incoming_context"]
+__all__ = ["BrokerTracing", "headers_for", "incoming_context", "reply_parent"]
 
 _TRACER_NAME = "cascade.broker"
 
@@ -30,6 +37,30 @@ def incoming_context(headers: Mapping[str, str]) -> Context | None:
     if not trace.get_current_span(context).get_span_context().is_valid:
         return None
     return context
+
+
+def reply_parent(attempt_headers: Mapping[str, str], answer: Mapping[str, str]) -> Context | None:
+    """Where a reply's span hangs: the answer's ``traceparent`` (the handler span) if it is in
+    the attempt's trace, else the attempt; None when the attempt was not traced."""
+    attempt = incoming_context(attempt_headers)
+    if attempt is None:
+        return None
+    traceparent = answer.get("traceparent")
+    if traceparent is None:
+        return attempt
+    carrier = {"traceparent": traceparent}
+    for name in ("tracestate", "baggage"):
+        value = answer.get(name) or attempt_headers.get(name)
+        if value is not None:
+            carrier[name] = value
+    answered = incoming_context(carrier)
+    if answered is None:
+        return attempt
+    same_trace = (
+        trace.get_current_span(answered).get_span_context().trace_id
+        == trace.get_current_span(attempt).get_span_context().trace_id
+    )
+    return answered if same_trace else attempt
 
 
 def headers_for(span: Span, parent: Context) -> dict[str, str]:
@@ -50,6 +81,8 @@ def _event_attributes(event: StoredEvent) -> dict[str, str]:
     }
     if "subject" in attributes:
         result["cloudevents.event_subject"] = attributes["subject"]
+    if "partitionkey" in attributes:
+        result[CONVERSATION_ID] = attributes["partitionkey"]
     return result
 
 
@@ -66,6 +99,18 @@ class BrokerTracing:
         attributes["http.request.method"] = "POST"
         return self._tracer.start_span(
             f"POST /{destination}", context=parent, kind=SpanKind.SERVER, attributes=attributes
+        )
+
+    def reply_span(self, parent: Context, destination: str, reply: StoredEvent) -> Span:
+        """PRODUCER span storing a subscriber's reply in the Broker's log (§5.2)."""
+        attributes: dict[str, str | int] = dict(_event_attributes(reply))
+        attributes["messaging.destination.name"] = destination
+        attributes["messaging.operation.type"] = "send"
+        return self._tracer.start_span(
+            f"send {reply.attributes.get('type', '')}",
+            context=parent,
+            kind=SpanKind.PRODUCER,
+            attributes=attributes,
         )
 
     def attempt_span(

@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, values
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 __all__ = [
     "OUTCOMES",
@@ -73,6 +74,13 @@ class Metrics:
         )
         self._duplicates = self.duplicates.labels(function)
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._live: list[Collector] = []
+
+    def add_live(self, collector: Collector) -> None:
+        """A collector computed at each scrape in the scraped process (e.g. store gauges)."""
+        self._live.append(collector)
+        if multiprocess_dir() is None:
+            self.registry.register(collector)
 
     def observe(self, event_type: str, outcome: str, seconds: float) -> None:
         # Label children cached: labels() costs more than the increment itself. The key space
@@ -104,6 +112,8 @@ class Metrics:
         if directory is not None:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+            for collector in self._live:
+                registry.register(collector)
         else:
             registry = self.registry
         encoder, content_type = choose_encoder(accept or "")

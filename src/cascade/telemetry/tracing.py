@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
@@ -25,15 +26,30 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Link
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
+    "CONVERSATION_ID",
+    "ORIGIN_LINK",
+    "link_to_origin",
+    "origin_links",
     "otlp_endpoint_configured",
     "sdk_disabled",
     "setup_tracing",
     "span_context_from_traceparent",
     "traceparent_of",
 ]
+
+CONVERSATION_ID = "messaging.message.conversation_id"
+"""Span attribute holding an event's CloudEvents ``partitionkey`` (the shop's order id): the
+OpenTelemetry messaging name for what ties a conversation's messages together. Every span
+about an event carries it, so one search finds every trace of an order (Jaeger tag search,
+``cascade trace ORDER_ID``)."""
+
+ORIGIN_LINK = "cloudevents.traceparent"
+"""Value of the ``cascade.link`` attribute on the link to an event's CloudEvents
+``traceparent`` extension (the span that originated the event)."""
 
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
@@ -112,3 +128,22 @@ def span_context_from_traceparent(
         carrier["tracestate"] = tracestate
     span_context = trace.get_current_span(_TRACECONTEXT.extract(carrier)).get_span_context()
     return span_context if span_context.is_valid else None
+
+
+def origin_links(attributes: Mapping[str, str]) -> list[Link] | None:
+    """The link to an event's origin (its CloudEvents ``traceparent``), or None."""
+    traceparent = attributes.get("traceparent")
+    if traceparent is None:
+        return None
+    span_context = span_context_from_traceparent(traceparent, attributes.get("tracestate"))
+    if span_context is None:
+        return None
+    return [Link(span_context, {"cascade.link": ORIGIN_LINK})]
+
+
+def link_to_origin(attributes: Mapping[str, str]) -> None:
+    """Link the current span to the event's origin: for views that take events themselves
+    (a dead-letter sink), as handler spans do."""
+    span = trace.get_current_span()
+    for link in origin_links(attributes) or ():
+        span.add_link(link.context, link.attributes)
