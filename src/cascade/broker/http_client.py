@@ -15,6 +15,7 @@ closed while idle is retried once on a fresh one, as the request never reached t
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 __all__ = ["HttpClient", "HttpProtocolError", "RawResponse"]
 
+_LINE_BREAK = re.compile(r"[\r\n]")
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -50,6 +52,7 @@ class _Target:
     host: str
     port: int
     head: bytes  # "POST <target> HTTP/1.1\r\nHost: ...\r\n"
+    origin: tuple[str, int]  # (host, port): the connection pool's key
 
 
 class _Connection(asyncio.Protocol):
@@ -96,11 +99,15 @@ class _Connection(asyncio.Protocol):
 
     # -- exchange --
 
-    async def exchange(self, request: bytes) -> RawResponse:
+    async def exchange(self, request: bytes, deadline: float) -> RawResponse:
+        """Send ``request`` and wait for the answer until ``deadline`` (loop time)."""
         assert self.transport is not None
         if self.closed or self.transport.is_closing():
             raise _StaleConnection("the pooled connection was closed by the server")
-        self._waiter = self._loop.create_future()
+        waiter: asyncio.Future[RawResponse] = self._loop.create_future()
+        self._waiter = waiter
+        # One timer handle, cheaper than an asyncio.timeout() scope per request.
+        timer = self._loop.call_at(deadline, self._time_out, waiter)
         self._received_any = False
         self._head = None
         self._framing = ""
@@ -110,8 +117,9 @@ class _Connection(asyncio.Protocol):
         self.reusable = False
         self.transport.write(request)
         try:
-            return await self._waiter
+            return await waiter
         finally:
+            timer.cancel()
             self._waiter = None
             self.last_used = time.monotonic()
 
@@ -124,6 +132,12 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    def _time_out(self, waiter: asyncio.Future[RawResponse]) -> None:
+        if not waiter.done():
+            # The answer may still come: this connection can never be reused.
+            self._close()
+            waiter.set_exception(TimeoutError("no complete answer before the timeout"))
 
     def _fail(self, exc: BaseException) -> None:
         self._close()
@@ -298,30 +312,47 @@ class HttpClient:
     ) -> RawResponse:
         """POST ``body`` to an ``http://`` URL and return the whole answer."""
         target = self._target(url)
-        lines = [target.head]
-        for name, value in headers.items():
-            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-                raise ValueError(f"header {name!r} contains a line break")
-            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
-        lines.append(f"Content-Length: {len(body)}\r\n\r\n".encode("ascii"))
-        lines.append(body)
-        request = b"".join(lines)
-        pool = self._pools.setdefault((target.host, target.port), _Pool(self._max_per_origin))
-        async with asyncio.timeout(timeout):
-            for attempt in range(2):
-                connection, reused = await self._acquire(pool, target)
-                try:
-                    response = await connection.exchange(request)
-                except _StaleConnection:
-                    self._discard(pool, connection)
-                    if reused and attempt == 0:
-                        continue
-                    raise
-                except BaseException:
-                    self._discard(pool, connection)
-                    raise
-                self._release(pool, connection)
-                return response
+        # The header lines in one piece; any CR or LF beyond the separators came from a name or
+        # a value (header injection).
+        fields = "\r\n".join([f"{name}: {value}" for name, value in headers.items()])
+        separators = max(0, len(headers) - 1)
+        if fields.count("\n") != separators or fields.count("\r") != separators:
+            name = next(n for n, v in headers.items() if _LINE_BREAK.search(f"{n}{v}"))
+            raise ValueError(f"header {name!r} contains a line break")
+        if fields:
+            fields += "\r\n"
+        request = b"".join(
+            (
+                target.head,
+                fields.encode("latin-1"),
+                b"Content-Length: %d\r\n\r\n" % len(body),
+                body,
+            )
+        )
+        pool = self._pools.get(target.origin)
+        if pool is None:
+            pool = self._pools[target.origin] = _Pool(self._max_per_origin)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for attempt in range(2):
+            connection = self._take_idle(pool)
+            reused = connection is not None
+            if connection is None:
+                # Waiting for a free slot or connecting: rarer, so the general timeout scope.
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._acquire(pool, target)
+            try:
+                response = await connection.exchange(request, deadline)
+            except _StaleConnection:
+                self._discard(pool, connection)
+                if reused and attempt == 0:
+                    continue
+                raise
+            except BaseException:
+                self._discard(pool, connection)
+                raise
+            self._release(pool, connection)
+            return response
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:
@@ -346,19 +377,26 @@ class HttpClient:
             head = (
                 f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {self._user_agent}\r\n"
             )
-            target = _Target(parts.hostname, port, head.encode("ascii"))
+            target = _Target(parts.hostname, port, head.encode("ascii"), (parts.hostname, port))
             if len(self._targets) < 10_000:
                 self._targets[url] = target
         return target
 
-    async def _acquire(self, pool: _Pool, target: _Target) -> tuple[_Connection, bool]:
+    def _take_idle(self, pool: _Pool) -> _Connection | None:
+        """A pooled connection that is still open and fresh, or None."""
+        if not pool.idle:
+            return None
         now = time.monotonic()
         while pool.idle:
             connection = pool.idle.pop()
             if connection.closed or now - connection.last_used > self._idle_timeout:
                 self._discard(pool, connection)
                 continue
-            return connection, True
+            return connection
+        return None
+
+    async def _acquire(self, pool: _Pool, target: _Target) -> _Connection:
+        """A new connection once the pool has room (or an idle one freed meanwhile)."""
         while pool.open >= pool.limit:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             pool.waiters.append(waiter)
@@ -371,8 +409,9 @@ class HttpClient:
             finally:
                 if waiter in pool.waiters:
                     pool.waiters.remove(waiter)
-            if pool.idle:
-                return await self._acquire(pool, target)
+            idle = self._take_idle(pool)
+            if idle is not None:
+                return idle
         pool.open += 1
         loop = asyncio.get_running_loop()
         try:
@@ -383,7 +422,7 @@ class HttpClient:
             pool.open -= 1
             self._wake(pool)
             raise
-        return connection, False
+        return connection
 
     def _release(self, pool: _Pool, connection: _Connection) -> None:
         if connection.reusable and not connection.closed:

@@ -218,6 +218,62 @@ def test_timeout_and_refused() -> None:
     run(scenario())
 
 
+def test_a_timed_out_connection_is_never_reused_for_the_next_request() -> None:
+    async def scenario() -> None:
+        connections = 0
+
+        async def late_then_prompt(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        ) -> None:
+            nonlocal connections
+            connections += 1
+            late = connections == 1
+            try:
+                while True:
+                    await read_request(reader)
+                    if late:
+                        await asyncio.sleep(0.3)  # answers after the client gave up
+                        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate")
+                    else:
+                        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        async with raw_server(late_then_prompt) as url:
+            client = HttpClient()
+            with pytest.raises(TimeoutError):
+                await client.post(url, {}, b"", 0.1)
+            await asyncio.sleep(0.3)
+            answer = await client.post(url, {}, b"", 5)
+            await client.close()
+        # The late answer of the first connection never stands in for the second request's.
+        assert connections == 2
+        assert answer.status == 204
+
+    run(scenario())
+
+
+def test_header_lines_are_checked_one_by_one() -> None:
+    async def scenario() -> None:
+        handler, requests = scripted(b"HTTP/1.1 204 No Content\r\n\r\n")
+        async with raw_server(handler) as url:
+            client = HttpClient()
+            many = {f"ce-x{n}": f"v{n}" for n in range(5)}
+            assert (await client.post(url, many, b"", 5)).status == 204
+            for bad in ({"a": "1", "b": "x\ny"}, {"a": "1\r", "b": "2"}, {"a\nb": "1"}):
+                with pytest.raises(ValueError, match="line break"):
+                    await client.post(url, bad, b"", 5)
+            await client.close()
+        head = requests[0].decode()
+        assert "".join(f"ce-x{n}: v{n}\r\n" for n in range(5)) in head
+        assert len(requests) == 1  # refused requests were never sent
+
+    run(scenario())
+
+
 def test_header_injection_is_refused_and_https_is_not_handled() -> None:
     async def scenario() -> None:
         client = HttpClient()
