@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FULL", "QUICK", "Options", "Profile", "parse_options"]
+__all__ = ["FULL", "QUICK", "Options", "Profile", "build_parser", "options_from", "parse_options"]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -60,6 +60,11 @@ def _non_negative_float(text: str) -> float:
 
 def parse_options(name: str, description: str, argv: Sequence[str] | None = None) -> Options:
     """Parse the flags; ``--quick`` picks the smoke-run profile, explicit flags win over it."""
+    return options_from(build_parser(name, description).parse_args(argv), name)
+
+
+def build_parser(name: str, description: str) -> argparse.ArgumentParser:
+    """The shared flags; a benchmark may add its own before parsing."""
     parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
     parser.add_argument(
         "--quick",
@@ -110,7 +115,11 @@ def parse_options(name: str, description: str, argv: Sequence[str] | None = None
         help=f"where to write the JSON results (default bench/results/{name}.json, "
         f"quick runs bench/results/{name}.quick.json)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def options_from(args: argparse.Namespace, name: str) -> Options:
+    """The shared flags of parsed ``args``, with the profile's defaults filled in."""
     profile = QUICK if args.quick else FULL
     return Options(
         duration_s=args.duration if args.duration is not None else profile.duration_s,

@@ -37,6 +37,7 @@ class Measurement:
     server_cpu_s: float
     expected_statuses: frozenset[int] = field(default_factory=lambda: frozenset({202}))
     extra: Mapping[str, float] = field(default_factory=dict)
+    cpu_by_server: Mapping[str, float] = field(default_factory=dict)  # seconds, by Server.name
 
     @property
     def unexpected(self) -> int:
@@ -50,11 +51,16 @@ class Measurement:
     def sample(self) -> dict[str, float]:
         """The numbers that get a median across runs."""
         requests = self.wrk.requests
+
+        def per_request(cpu_s: float) -> float:
+            return cpu_s * 1e6 / requests if requests else 0.0
+
         return {
             "requests_per_s": self.wrk.requests_per_s,
             "p50_ms": self.wrk.latency_ms.get("p50", 0.0),
             "p99_ms": self.wrk.latency_ms.get("p99", 0.0),
-            "cpu_us_per_request": self.server_cpu_s * 1e6 / requests if requests else 0.0,
+            "cpu_us_per_request": per_request(self.server_cpu_s),
+            **{f"cpu_us_per_request.{k}": per_request(v) for k, v in self.cpu_by_server.items()},
             **self.extra,
         }
 
@@ -91,7 +97,7 @@ def measure(
     """
     run_id = fresh_run_id()
     script = write_script(workdir, run_id, pace_ms=pace_ms)
-    cpu_before = sum(s.cpu_s() for s in servers)
+    cpu_before = {s.name: s.cpu_s() for s in servers}
     result = run_wrk(
         wrk,
         url,
@@ -102,6 +108,6 @@ def measure(
         ce_type=ce_type,
     )
     extra = settle(result, run_id) if settle is not None else {}
-    cpu_after = sum(s.cpu_s() for s in servers)
+    cpu = {s.name: s.cpu_s() - cpu_before[s.name] for s in servers}
     script.unlink(missing_ok=True)
-    return Measurement(run_id, result, cpu_after - cpu_before, expected_statuses, extra)
+    return Measurement(run_id, result, sum(cpu.values()), expected_statuses, extra, cpu)

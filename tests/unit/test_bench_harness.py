@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from bench._cli import FULL, QUICK, parse_options
+from bench._deliveries import DeliveryFiles, delivery_line, worker_file
 from bench._load import Measurement, fresh_run_id
 from bench._report import (
     Ratio,
@@ -30,7 +31,7 @@ from bench._wrk import (
     render_script,
 )
 from bench.apps.subscriber import RunStats
-from bench.broker_throughput import Delivery, manifests
+from bench.broker_throughput import Delivery, manifests, parse_args, row_key
 
 WRK_STDOUT = """Running 2s test @ http://127.0.0.1:8000/
   1 threads and 16 connections
@@ -308,3 +309,75 @@ class TestBrokerDelivery:
         assert trigger["spec"]["subscriber"]["uri"] == "http://127.0.0.1:4321/"
         order = trigger["metadata"]["annotations"]["kafka.eventing.knative.dev/delivery.order"]
         assert order == "unordered"
+
+
+class TestDeliveryFiles:
+    """The Cascade subscriber's per-worker delivery files, read back by the harness."""
+
+    def test_lines_from_several_workers_are_counted_per_run(self, tmp_path: Path) -> None:
+        (tmp_path / "101.deliveries").write_bytes(
+            delivery_line("ra-1-1", "1000", 3000) + delivery_line("rb-1-1", "1000", 1500)
+        )
+        (tmp_path / "102.deliveries").write_bytes(
+            delivery_line("ra-1-2", "2000", 2500) + delivery_line("ra-1-1", "1000", 9000)
+        )
+        files = DeliveryFiles(tmp_path)
+        stats = files.stats("ra")
+        assert (stats["unique"], stats["duplicates"]) == (2, 1)
+        assert (stats["first_sent_us"], stats["last_received_us"]) == (1000, 3000)
+        assert files.stats("rb")["unique"] == 1
+        assert files.stats("rc")["unique"] == 0
+        assert files.malformed == 0
+
+    def test_reads_only_what_was_appended_and_waits_for_whole_lines(self, tmp_path: Path) -> None:
+        path = tmp_path / "7.deliveries"
+        line = delivery_line("rx-1-1", "10", 20)
+        path.write_bytes(line[:5])  # a worker is in the middle of its write
+        files = DeliveryFiles(tmp_path)
+        assert files.stats("rx")["unique"] == 0
+        with path.open("ab") as handle:
+            handle.write(line[5:] + delivery_line("rx-1-2", None, 30))
+        assert files.stats("rx")["unique"] == 2
+        assert files.stats("rx")["unique"] == 2  # nothing counted twice on the next poll
+        assert files.malformed == 0
+
+    def test_a_line_without_send_time_counts_without_latency(self, tmp_path: Path) -> None:
+        (tmp_path / "1.deliveries").write_bytes(delivery_line("ry-1-1", "soon", 50))
+        stats = DeliveryFiles(tmp_path).stats("ry")
+        assert stats["unique"] == 1
+        assert stats["latency_ms"]["p50"] == 0.0
+
+    def test_garbage_is_counted_as_malformed(self, tmp_path: Path) -> None:
+        (tmp_path / "1.deliveries").write_bytes(b"not a delivery\n" + b"rz-1-1 1 x\n")
+        files = DeliveryFiles(tmp_path)
+        assert files.stats("rz")["unique"] == 0
+        assert files.malformed == 2
+
+    def test_each_process_has_its_own_file(self, tmp_path: Path) -> None:
+        assert worker_file(tmp_path).parent == tmp_path
+        assert worker_file(tmp_path).suffix == ".deliveries"
+
+
+class TestBrokerOptions:
+    def test_both_subscribers_by_default_cascade_first(self) -> None:
+        options, subscribers = parse_args([])
+        assert subscribers == ["cascade", "aiohttp"]
+        assert options.out.name == "broker_throughput.json"
+
+    def test_one_subscriber_writes_its_own_results_file(self) -> None:
+        options, subscribers = parse_args(["--subscriber", "aiohttp", "--quick"])
+        assert subscribers == ["aiohttp"]
+        assert options.out.name == "broker_throughput.aiohttp.quick.json"
+        assert parse_args(["--subscriber", "aiohttp", "--subscriber", "cascade"])[1] == [
+            "cascade",
+            "aiohttp",
+        ]
+
+    def test_unknown_subscriber_is_a_usage_error(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as exc:
+            parse_args(["--subscriber", "flask"])
+        assert exc.value.code == 2
+        assert "invalid choice: 'flask'" in capsys.readouterr().err
+
+    def test_row_keys_split_back_into_subscriber_and_kind(self) -> None:
+        assert row_key("cascade", "direct").partition("-")[::2] == ("cascade", "direct")
