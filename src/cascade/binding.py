@@ -29,6 +29,8 @@ from cloudevents.core.bindings.http import HTTPMessage, from_structured
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 
+from cascade.attribute_view import AttributeView
+
 __all__ = [
     "BATCH_CONTENT_TYPE",
     "STRUCTURED_CONTENT_TYPE",
@@ -66,7 +68,7 @@ class BindingError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class CloudEventMessage:
+class CloudEventMessage(AttributeView):
     """A parsed, validated CloudEvent: wire-form attributes and the raw data bytes."""
 
     attributes: Mapping[str, str]
@@ -74,28 +76,8 @@ class CloudEventMessage:
     mode: Mode = "binary"
 
     @property
-    def id(self) -> str:
-        return self.attributes["id"]
-
-    @property
-    def source(self) -> str:
-        return self.attributes["source"]
-
-    @property
-    def type(self) -> str:
-        return self.attributes["type"]
-
-    @property
-    def specversion(self) -> str:
-        return self.attributes["specversion"]
-
-    @property
     def datacontenttype(self) -> str | None:
         return self.attributes.get("datacontenttype")
-
-    @property
-    def subject(self) -> str | None:
-        return self.attributes.get("subject")
 
 
 # --------------------------------------------------------------------------- parsing

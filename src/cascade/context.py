@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Final
 
 from sqlalchemy.orm import Session
 
+from cascade.attribute_view import AttributeView
+
 if TYPE_CHECKING:
     from flask import Request
 
@@ -52,7 +54,7 @@ class _Resources:
         return self._publisher()
 
 
-class Context(_Resources):
+class Context(AttributeView, _Resources):
     """The handler's view of the delivery: raw CloudEvent attributes and runtime services."""
 
     __slots__ = ("attributes", "function", "logger")
@@ -71,26 +73,6 @@ class Context(_Resources):
         self.attributes: Mapping[str, str] = attributes
         self.function = function
         self.logger = logger
-
-    @property
-    def id(self) -> str:
-        return self.attributes["id"]
-
-    @property
-    def source(self) -> str:
-        return self.attributes["source"]
-
-    @property
-    def type(self) -> str:
-        return self.attributes["type"]
-
-    @property
-    def specversion(self) -> str:
-        return self.attributes["specversion"]
-
-    @property
-    def subject(self) -> str | None:
-        return self.attributes.get("subject")
 
     @property
     def time(self) -> str | None:
