@@ -100,13 +100,15 @@ class Exists(Node):
         return self.name in attrs
 
 
-class Not(Node):
+class Unary(Node):
+    """Operators on one operand, cast to ``operand_to``; missing operand gives the zero value."""
+
     __slots__ = ("cast", "operand")
 
-    def __init__(self, operand: Node) -> None:
+    def __init__(self, operand: Node, operand_to: ValueType, result: ValueType) -> None:
         self.operand = operand
-        self.cast = caster(operand.type, bool)
-        self.type = bool
+        self.cast = caster(operand.type, operand_to)
+        self.type = result
         self._set_children_depth(operand)
 
     def children(self) -> Sequence[Node]:
@@ -116,28 +118,31 @@ class Not(Node):
         mark = len(errors)
         value = self.operand.ev(attrs, errors)
         if len(errors) != mark and missing_since(errors, mark):
-            return False
-        return not self.cast(value, errors)
+            return ZERO[self.type]
+        return self.apply(self.cast(value, errors), errors)
+
+    def apply(self, value: Value, errors: Errors) -> Value:
+        raise NotImplementedError
 
 
-class Negate(Node):
-    __slots__ = ("cast", "operand")
+class Not(Unary):
+    __slots__ = ()
 
     def __init__(self, operand: Node) -> None:
-        self.operand = operand
-        self.cast = caster(operand.type, int)
-        self.type = int
-        self._set_children_depth(operand)
+        super().__init__(operand, bool, bool)
 
-    def children(self) -> Sequence[Node]:
-        return (self.operand,)
+    def apply(self, value: Value, errors: Errors) -> Value:
+        return not value
 
-    def ev(self, attrs: Attributes, errors: Errors) -> Value:
-        mark = len(errors)
-        value = self.operand.ev(attrs, errors)
-        if len(errors) != mark and missing_since(errors, mark):
-            return 0
-        return int32(-int(self.cast(value, errors)), errors, "unary minus")
+
+class Negate(Unary):
+    __slots__ = ()
+
+    def __init__(self, operand: Node) -> None:
+        super().__init__(operand, int, int)
+
+    def apply(self, value: Value, errors: Errors) -> Value:
+        return int32(-int(value), errors, "unary minus")
 
 
 class Binary(Node):
@@ -272,26 +277,16 @@ class ShortCircuit(Node):
         return not stop
 
 
-class Like(Node):
-    __slots__ = ("cast", "negated", "operand", "pattern")
+class Like(Unary):
+    __slots__ = ("negated", "pattern")
 
     def __init__(self, operand: Node, pattern: LikePattern, negated: bool) -> None:
-        self.operand = operand
+        super().__init__(operand, str, bool)
         self.pattern = pattern
         self.negated = negated
-        self.cast = caster(operand.type, str)
-        self.type = bool
-        self._set_children_depth(operand)
 
-    def children(self) -> Sequence[Node]:
-        return (self.operand,)
-
-    def ev(self, attrs: Attributes, errors: Errors) -> Value:
-        mark = len(errors)
-        value = self.operand.ev(attrs, errors)
-        if len(errors) != mark and missing_since(errors, mark):
-            return False
-        return self.pattern.matches(str(self.cast(value, errors))) is not self.negated
+    def apply(self, value: Value, errors: Errors) -> Value:
+        return self.pattern.matches(str(value)) is not self.negated
 
 
 class In(Node):
@@ -383,5 +378,6 @@ __all__ = [
     "Node",
     "Not",
     "ShortCircuit",
+    "Unary",
     "Xor",
 ]
