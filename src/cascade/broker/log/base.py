@@ -28,7 +28,6 @@ class BrokerLog(ABC):
 
     partitions: int
 
-    @abstractmethod
     def append(
         self, event: StoredEvent, headers: Mapping[str, str] | None = None
     ) -> tuple[int, int]:
@@ -38,15 +37,17 @@ class BrokerLog(ABC):
         keyless events spread evenly (round-robin per log instance). Returns only once the
         record is durable.
         """
+        return self.append_many([(event, headers)])[0]
 
+    @abstractmethod
     def append_many(
         self, items: Sequence[tuple[StoredEvent, Mapping[str, str] | None]]
     ) -> list[tuple[int, int]]:
         """Store several events durably (one group commit where the backend can).
 
         Positions come back in the order of ``items``; events of one partition keep that order.
+        Every backend implements this one; ``append`` is a batch of one.
         """
-        return [self.append(event, headers) for event, headers in items]
 
     @abstractmethod
     def read(self, partition: int, offset: int, max_records: int) -> Sequence[Record]:

@@ -31,11 +31,6 @@ class MemoryLog(BrokerLog):
         self._lock = threading.Lock()
         self._closed = False
 
-    def append(
-        self, event: StoredEvent, headers: Mapping[str, str] | None = None
-    ) -> tuple[int, int]:
-        return self.append_many([(event, headers)])[0]
-
     def append_many(
         self, items: Sequence[tuple[StoredEvent, Mapping[str, str] | None]]
     ) -> list[tuple[int, int]]:

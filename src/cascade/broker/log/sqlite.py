@@ -177,11 +177,6 @@ class SqliteLog(BrokerLog):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def append(
-        self, event: StoredEvent, headers: Mapping[str, str] | None = None
-    ) -> tuple[int, int]:
-        return self.append_many([(event, headers)])[0]
-
     def append_many(
         self, items: Sequence[tuple[StoredEvent, Mapping[str, str] | None]]
     ) -> list[tuple[int, int]]:
