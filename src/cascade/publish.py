@@ -21,8 +21,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 import urllib3
 from opentelemetry import propagate, trace
@@ -30,6 +29,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cascade._version import __version__
 from cascade.binding import binary_headers
+from cascade.closing import ClosesOnExit
 from cascade.events import Event
 from cascade.reply import Reply, check_extensions, outgoing_attributes
 from cascade.settings import Settings
@@ -50,7 +50,7 @@ class PublishError(RuntimeError):
         self.attempts = attempts
 
 
-class Publisher:
+class Publisher(ClosesOnExit):
     """Sends events to one sink. Thread-safe; reuse one per process."""
 
     def __init__(
@@ -251,17 +251,6 @@ class Publisher:
         if self._pool is not None:
             self._pool.clear()
             self._pool = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _retry_after(value: str | None) -> float | None:

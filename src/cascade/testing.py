@@ -19,8 +19,7 @@ import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar, overload
+from typing import Any, TypeVar, overload
 from urllib.parse import unquote
 
 import orjson
@@ -32,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.datastructures import Headers
 
 from cascade.app import Runtime, create_app, runtime_of
+from cascade.closing import ClosesOnExit
 from cascade.events import Event, bound_type
 from cascade.events import registry as global_registry
 from cascade.function import Function
@@ -96,7 +96,7 @@ class EventResult:
         return model.model_validate_json(self.body)
 
 
-class FunctionClient:
+class FunctionClient(ClosesOnExit):
     """An in-process client for one function."""
 
     def __init__(
@@ -207,14 +207,3 @@ class FunctionClient:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

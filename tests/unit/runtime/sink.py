@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Self
+
+from cascade.closing import ClosesOnExit
 
 
-class Sink:
+class Sink(ClosesOnExit):
     """Answers POSTs with the scripted statuses in order (then 202), recording each request."""
 
     def __init__(self, statuses: Iterable[int] = (), headers: dict[str, str] | None = None) -> None:
@@ -48,14 +48,3 @@ class Sink:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
