@@ -19,6 +19,7 @@ def _register() -> None:
     from cascade.commands.dlq import dlq
     from cascade.commands.send import send
     from cascade.commands.tail import tail
+    from cascade.commands.trace import trace
     from cascade.runner.command import run
     from cascade.serve import serve
 
@@ -28,6 +29,7 @@ def _register() -> None:
     main.add_command(send)
     main.add_command(tail)
     main.add_command(dlq)
+    main.add_command(trace)
 
 
 _register()

@@ -22,7 +22,8 @@ from __future__ import annotations
 import base64
 import binascii
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -30,6 +31,8 @@ from urllib.parse import quote
 
 import click
 import orjson
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from cascade.binding import (
     STRUCTURED_CONTENT_TYPE,
@@ -39,7 +42,9 @@ from cascade.binding import (
 )
 from cascade.commands._discover import DATA_DIR_OPTION, ingress_url, running_state, service_url
 from cascade.commands._http import Answer, Unreachable, check_url, request
+from cascade.commands._tracing import cli_tracer, inject
 from cascade.runner.display import short_id, short_type
+from cascade.telemetry.tracing import CONVERSATION_ID, origin_links, span_context_from_traceparent
 
 __all__ = ["REPLAY_EXTENSION", "dlq"]
 
@@ -329,11 +334,12 @@ def replay_command(
         click.echo("nothing to replay")
         return
     failures = 0
-    for dead_letter_id in targets:
-        outcome = _replay(context, dead_letter_id, ingress, max_replays, dry_run)
-        prefix = "" if outcome.ok else "FAILED "
-        click.echo(f"{prefix}{dead_letter_id}: {outcome.message}", err=not outcome.ok)
-        failures += not outcome.ok
+    with cli_tracer(context.data_dir) as tracer:
+        for dead_letter_id in targets:
+            outcome = _replay(context, dead_letter_id, ingress, max_replays, dry_run, tracer)
+            prefix = "" if outcome.ok else "FAILED "
+            click.echo(f"{prefix}{dead_letter_id}: {outcome.message}", err=not outcome.ok)
+            failures += not outcome.ok
     if not dry_run:
         click.echo(f"{len(targets) - failures} replayed, {failures} failed or refused")
     if failures:
@@ -386,7 +392,12 @@ def replay_request(detail: Mapping[str, Any]) -> tuple[str, dict[str, str], byte
 
 
 def _replay(
-    context: DlqContext, dead_letter_id: int, ingress: str, max_replays: int, dry_run: bool
+    context: DlqContext,
+    dead_letter_id: int,
+    ingress: str,
+    max_replays: int,
+    dry_run: bool,
+    tracer: trace.Tracer | None = None,
 ) -> ReplayOutcome:
     try:
         detail = context.get(f"/dead-letters/{dead_letter_id}")
@@ -407,18 +418,67 @@ def _replay(
         shown = "\n".join(f"    {name}: {value}" for name, value in headers.items())
         preview = body[:2000].decode("utf-8", errors="replace")
         return ReplayOutcome(True, f"{label}: would POST {dest}\n{shown}\n    body: {preview}")
-    try:
-        answer = request("POST", dest, headers=headers, body=body, timeout=context.timeout)
-    except Unreachable as exc:
-        return ReplayOutcome(False, f"{label}: {exc}")
-    counted = _count_replay(context, dead_letter_id)
-    if not answer.ok:
-        return ReplayOutcome(
-            False,
-            f"{label}: {dest} answered {answer.status}: {_problem(answer)}"
-            + ("" if counted else " (replay not counted)"),
+    with _replay_span(tracer, dead_letter_id, detail, headers, dest) as span:
+        try:
+            answer = request("POST", dest, headers=headers, body=body, timeout=context.timeout)
+        except Unreachable as exc:
+            _failed(span, str(exc))
+            return ReplayOutcome(False, f"{label}: {exc}")
+        if span is not None:
+            span.set_attribute("http.response.status_code", answer.status)
+        counted = _count_replay(context, dead_letter_id)
+        if not answer.ok:
+            _failed(span, f"{dest} answered {answer.status}")
+            return ReplayOutcome(
+                False,
+                f"{label}: {dest} answered {answer.status}: {_problem(answer)}"
+                + ("" if counted else " (replay not counted)"),
+            )
+        return _forward_reply(
+            label, dest, answer, ingress, context.timeout, counted, tracer=tracer, span=span
         )
-    return _forward_reply(label, dest, answer, ingress, context.timeout, counted)
+
+
+@contextmanager
+def _replay_span(
+    tracer: trace.Tracer | None,
+    dead_letter_id: int,
+    detail: Mapping[str, Any],
+    headers: dict[str, str],
+    dest: str,
+) -> Iterator[Span | None]:
+    """The root of the replay's own trace, linked to the trace the event started in (its
+    CloudEvents traceparent): a replay is a new operation, often long after the original."""
+    if tracer is None:
+        yield None
+        return
+    event = detail.get("event") or {}
+    attributes = {str(k): str(v) for k, v in dict(event.get("attributes") or {}).items()}
+    span_attributes: dict[str, str | int] = {
+        "messaging.operation.type": "send",
+        "messaging.message.id": attributes.get("id", ""),
+        "cloudevents.event_id": attributes.get("id", ""),
+        "cloudevents.event_source": attributes.get("source", ""),
+        "cloudevents.event_type": attributes.get("type", ""),
+        "cascade.dead_letter.id": dead_letter_id,
+        "cascade.replay.count": int(detail.get("replay_count", 0)) + 1,
+        "server.address": dest,
+    }
+    if "partitionkey" in attributes:
+        span_attributes[CONVERSATION_ID] = attributes["partitionkey"]
+    with tracer.start_as_current_span(
+        f"replay {attributes.get('type', '')}",
+        kind=SpanKind.PRODUCER,
+        attributes=span_attributes,
+        links=origin_links(attributes),
+    ) as span:
+        inject(headers, span)
+        yield span
+
+
+def _failed(span: Span | None, reason: str) -> None:
+    if span is not None:
+        span.set_status(Status(StatusCode.ERROR, reason))
 
 
 def _count_replay(context: DlqContext, dead_letter_id: int) -> bool:
@@ -431,7 +491,15 @@ def _count_replay(context: DlqContext, dead_letter_id: int) -> bool:
 
 
 def _forward_reply(
-    label: str, dest: str, answer: Answer, ingress: str, timeout: float, counted: bool
+    label: str,
+    dest: str,
+    answer: Answer,
+    ingress: str,
+    timeout: float,
+    counted: bool,
+    *,
+    tracer: trace.Tracer | None = None,
+    span: Span | None = None,
 ) -> ReplayOutcome:
     if not _is_cloudevent(answer):
         return ReplayOutcome(True, f"{label}: {dest} answered {answer.status}, no reply", counted)
@@ -441,18 +509,26 @@ def _forward_reply(
         return ReplayOutcome(
             False, f"{label}: {dest} answered {answer.status} with a broken reply: {exc.detail}"
         )
-    try:
-        posted = request(
-            "POST",
-            ingress,
-            headers=binary_headers(reply.attributes),
-            body=reply.data,
-            timeout=timeout,
-        )
-    except Unreachable as exc:
-        return ReplayOutcome(
-            False, f"{label}: handled, but its reply {reply.type} was not posted: {exc}"
-        )
+    headers = binary_headers(reply.attributes)
+    # The reply continues the trace below the handler span that made it (the runtime names it
+    # in its traceparent answer header), as the broker does with replies it stores.
+    handler = answer.header("traceparent")
+    with _reply_span(tracer, span, handler, reply.attributes, ingress) as reply_span:
+        if reply_span is not None:
+            inject(headers, reply_span)
+        elif handler is not None:
+            headers["traceparent"] = handler
+        try:
+            posted = request("POST", ingress, headers=headers, body=reply.data, timeout=timeout)
+        except Unreachable as exc:
+            _failed(reply_span, str(exc))
+            return ReplayOutcome(
+                False, f"{label}: handled, but its reply {reply.type} was not posted: {exc}"
+            )
+        if reply_span is not None:
+            reply_span.set_attribute("http.response.status_code", posted.status)
+            if not posted.ok:
+                _failed(reply_span, f"the broker answered {posted.status}")
     if not posted.ok:
         return ReplayOutcome(
             False,
@@ -465,6 +541,44 @@ def _forward_reply(
         f"{reply.id} posted to the broker ({posted.status})",
         counted,
     )
+
+
+@contextmanager
+def _reply_span(
+    tracer: trace.Tracer | None,
+    replay: Span | None,
+    handler: str | None,
+    attributes: Mapping[str, str],
+    ingress: str,
+) -> Iterator[Span | None]:
+    if tracer is None or replay is None:
+        yield None
+        return
+    parent = None
+    if handler is not None:
+        handler_context = span_context_from_traceparent(handler)
+        if (
+            handler_context is not None
+            and handler_context.trace_id == replay.get_span_context().trace_id
+        ):
+            parent = trace.set_span_in_context(trace.NonRecordingSpan(handler_context))
+    span_attributes: dict[str, str] = {
+        "messaging.operation.type": "send",
+        "messaging.message.id": attributes.get("id", ""),
+        "cloudevents.event_id": attributes.get("id", ""),
+        "cloudevents.event_source": attributes.get("source", ""),
+        "cloudevents.event_type": attributes.get("type", ""),
+        "server.address": ingress,
+    }
+    if "partitionkey" in attributes:
+        span_attributes[CONVERSATION_ID] = attributes["partitionkey"]
+    with tracer.start_as_current_span(
+        f"send {attributes.get('type', '')}",
+        context=parent,
+        kind=SpanKind.PRODUCER,
+        attributes=span_attributes,
+    ) as span:
+        yield span
 
 
 def _is_cloudevent(answer: Answer) -> bool:

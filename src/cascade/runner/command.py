@@ -12,6 +12,8 @@ from cascade.broker.banner import summarize_notices
 from cascade.broker.manifests import ManifestError
 from cascade.runner.plan import PlanError, make_plan
 from cascade.runner.run import Runner, RunOptions
+from cascade.traces.receiver import traces_url
+from cascade.traces.store import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_SPANS
 
 __all__ = ["run"]
 
@@ -61,7 +63,23 @@ EXIT_MANIFEST_ERROR = 2
 @click.option(
     "--otlp-endpoint",
     metavar="URL",
-    help="Export traces of every process over OTLP/HTTP (sets OTEL_EXPORTER_OTLP_ENDPOINT).",
+    help="Also send every span on to this OTLP/HTTP endpoint (a collector or Jaeger, e.g. "
+    "http://127.0.0.1:4318); default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or "
+    "$OTEL_EXPORTER_OTLP_ENDPOINT if set. Spans are kept locally for `cascade trace` either way.",
+)
+@click.option(
+    "--trace-max-spans",
+    default=DEFAULT_MAX_SPANS,
+    show_default=True,
+    type=click.IntRange(min=100),
+    help="Spans kept in <data-dir>/traces.sqlite3 for `cascade trace`; the oldest go first.",
+)
+@click.option(
+    "--trace-max-hours",
+    default=DEFAULT_MAX_AGE_SECONDS / 3600,
+    show_default=True,
+    type=click.FloatRange(min=0.01),
+    help="Spans older than this are removed from the span store.",
 )
 @click.option(
     "--startup-timeout",
@@ -92,6 +110,8 @@ def run(
     port: int,
     base_port: int,
     otlp_endpoint: str | None,
+    trace_max_spans: int,
+    trace_max_hours: float,
     startup_timeout: float,
     drain_seconds: float,
     quiet: bool,
@@ -109,13 +129,16 @@ def run(
     <data-dir>/run.json for `cascade send`, `cascade tail` and `cascade dlq`) and each delivery
     shows as a line: time, outcome, event type, order (partitionkey), trigger, status, latency.
 
+    Every process sends its spans to a small OTLP/HTTP receiver in `cascade run`, kept in
+    <data-dir>/traces.sqlite3 (bounded by --trace-max-spans and --trace-max-hours) for
+    `cascade trace ORDER_ID`, and forwarded to --otlp-endpoint when given.
+
     Ctrl-C or SIGTERM stops everything in order and exits 0; a second Ctrl-C kills at once.
     Running again on the same --data-dir resumes where it stopped. Exit codes: 1 when
     something cannot start (port in use, a function fails: its output is shown), 2 for an
     invalid manifest or option.
     """
-    if otlp_endpoint is not None and not otlp_endpoint.startswith(("http://", "https://")):
-        raise click.BadParameter("use an http:// or https:// URL", param_hint="--otlp-endpoint")
+    forward = _forward_url(otlp_endpoint)
     try:
         plan = make_plan(
             manifests=manifests,
@@ -138,8 +161,30 @@ def run(
     options = RunOptions(
         startup_timeout=startup_timeout,
         drain_seconds=drain_seconds,
-        otlp_endpoint=otlp_endpoint,
+        otlp_endpoint=forward,
+        trace_max_spans=trace_max_spans,
+        trace_max_age_seconds=trace_max_hours * 3600,
         quiet=quiet,
         cwd=Path.cwd(),
     )
     sys.exit(Runner(plan, options).run())
+
+
+def _forward_url(option: str | None) -> str | None:
+    """The full traces URL spans are forwarded to: --otlp-endpoint (a base URL, or one that
+    ends in /v1/traces), else the standard variables the way the SDK reads them."""
+    if option is not None:
+        if not option.startswith(("http://", "https://")):
+            raise click.BadParameter("use an http:// or https:// URL", param_hint="--otlp-endpoint")
+        return traces_url(option)
+    for variable, full in (
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", True),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", False),
+    ):
+        value = os.environ.get(variable, "").strip()
+        if not value:
+            continue
+        if not value.startswith(("http://", "https://")):
+            raise click.UsageError(f"{variable}={value!r}: use an http:// or https:// URL")
+        return value if full else traces_url(value)
+    return None

@@ -42,6 +42,13 @@ from cascade.runner.state import (
     remove_state,
     write_state,
 )
+from cascade.traces.receiver import TraceReceiver
+from cascade.traces.store import (
+    DEFAULT_MAX_AGE_SECONDS,
+    DEFAULT_MAX_SPANS,
+    STORE_FILE,
+    SpanStore,
+)
 
 __all__ = ["RunOptions", "Runner"]
 
@@ -57,7 +64,9 @@ class RunOptions:
     startup_timeout: float = 60.0
     drain_seconds: float = 5.0
     function_grace_seconds: float = 35.0  # gunicorn's graceful timeout (30 s) and a margin
-    otlp_endpoint: str | None = None
+    otlp_endpoint: str | None = None  # a full OTLP/HTTP traces URL spans are forwarded to
+    trace_max_spans: int = DEFAULT_MAX_SPANS
+    trace_max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS
     quiet: bool = False
     cwd: Path = Path(".")
 
@@ -74,6 +83,8 @@ class Runner:
         self._broker: Child | None = None
         self._functions: list[Child] = []
         self._follower: threading.Thread | None = None
+        self._spans: SpanStore | None = None
+        self._receiver: TraceReceiver | None = None
 
     # --- output -----------------------------------------------------------------------
 
@@ -131,8 +142,21 @@ class Runner:
             f"starting the broker and {len(plan.functions)} functions (logs in {shown_path(logs)}/)"
         )
         base_env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
-        if self.options.otlp_endpoint:
-            base_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.options.otlp_endpoint
+        # Every process exports its spans to our receiver (bound now, served once the children
+        # are started: no thread may run while they are forked), which keeps them for
+        # `cascade trace` and forwards them to --otlp-endpoint when given.
+        self._spans = SpanStore(
+            plan.data_dir / STORE_FILE,
+            max_spans=self.options.trace_max_spans,
+            max_age_seconds=self.options.trace_max_age_seconds,
+        )
+        self._receiver = TraceReceiver(self._spans, forward_to=self.options.otlp_endpoint)
+        base_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self._receiver.endpoint
+        base_env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
+        base_env.setdefault("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+        # Batches leave every half second instead of every 5: a trace is complete by the time
+        # someone types `cascade trace`.
+        base_env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
         command = cascade_command()
         broker_argv = [
             *command,
@@ -168,6 +192,7 @@ class Runner:
             self._functions.append(
                 spawn(fn.name, argv, env=env, cwd=self.options.cwd, log=logs / f"{fn.name}.log")
             )
+        self._receiver.start()
         if not self._wait_ready():
             return EXIT_FAILED if not self._stop.is_set() else EXIT_OK
         state_path = write_state(plan.data_dir, self._state())
@@ -236,6 +261,10 @@ class Runner:
     def _shutdown(self) -> None:
         broker, functions = self._broker, self._functions
         if broker is None and not functions:
+            if self._receiver is not None:
+                self._receiver.close()
+            if self._spans is not None:
+                self._spans.close()
             return
         if any(child.running() for child in self._children()):
             self._progress("stopping: the broker drains first, then the functions")
@@ -252,6 +281,11 @@ class Runner:
         remove_state(self.plan.data_dir)
         if self._follower is not None:
             self._follower.join(5.0)
+        # After the children: their last spans are flushed as they stop.
+        if self._receiver is not None:
+            self._receiver.close()
+        if self._spans is not None:
+            self._spans.close()
         for child in self._children():
             code = child.process.returncode
             if code not in (0, None) and self._signals < 2:
@@ -299,6 +333,11 @@ class Runner:
             functions={
                 fn.name: {"url": fn.url, "pid": child.pid, "log": str(child.log)}
                 for fn, child in zip(self.plan.functions, self._functions, strict=True)
+            },
+            traces={
+                "endpoint": self._receiver.endpoint if self._receiver else None,
+                "store": str(self.plan.data_dir / STORE_FILE),
+                "forward": self.options.otlp_endpoint,
             },
         )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -45,6 +45,7 @@ class RunState:
     data_dir: str
     broker: Mapping[str, Any]  # url, pid, log, ingress {"ns/name": url}
     functions: Mapping[str, Mapping[str, Any]]  # name -> url, pid, log
+    traces: Mapping[str, Any] = field(default_factory=dict)  # endpoint (OTLP/HTTP), store
 
     @property
     def alive(self) -> bool:
@@ -69,6 +70,11 @@ class RunState:
         entry = self.functions.get(name)
         return str(entry["url"]) if entry else None
 
+    def traces_endpoint(self) -> str | None:
+        """The run's OTLP/HTTP receiver (base URL), where the CLI sends its own spans."""
+        endpoint = self.traces.get("endpoint")
+        return str(endpoint) if endpoint else None
+
     def to_json(self) -> bytes:
         return orjson.dumps(
             {
@@ -77,6 +83,7 @@ class RunState:
                 "data_dir": self.data_dir,
                 "broker": self.broker,
                 "functions": self.functions,
+                "traces": self.traces,
             },
             option=orjson.OPT_INDENT_2,
         )
@@ -103,6 +110,7 @@ def read_state(data_dir: Path) -> RunState | None:
             data_dir=str(document["data_dir"]),
             broker=dict(document["broker"]),
             functions={str(k): dict(v) for k, v in dict(document["functions"]).items()},
+            traces=dict(document.get("traces") or {}),
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -1,0 +1,1 @@
+"""Local traces: the OTLP/HTTP receiver and span store of ``cascade run``, and ``cascade trace``."""
