@@ -29,16 +29,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 from flask import current_app
-from sqlalchemy import JSON, LargeBinary, String, Text, UniqueConstraint, select
+from sqlalchemy import JSON, LargeBinary, String, Text, UniqueConstraint, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from cascade import Context, Function, HttpContext
 from cascade.binding import BindingError, CloudEventMessage, is_json_content_type, parse_wsgi
+from cascade.telemetry.tracing import link_to_origin
 from functions.shop import samples
 from functions.shop.clock import now_iso
 from functions.shop.events import OrderCancelled, OrderConfirmed
@@ -88,6 +90,38 @@ class OrderOutcome(Base):
 
 fn = Function("dead-letter", metadata=Base.metadata)
 
+# For the dashboards and alerts (k8s/dashboards, k8s/prometheus-rules.yaml): what arrives, and
+# what waits for an operator (read from the store at each scrape, so every pod agrees).
+RECEIVED = fn.metrics.counter(
+    "cascade_dead_letters_received", "Dead-lettered deliveries received, by event type.", ["type"]
+)
+
+
+@fn.metrics.gauge(
+    "cascade_dead_letters_waiting", "Dead letters never replayed, by event type.", ["type"]
+)
+def waiting(session: Session) -> dict[tuple[str, ...], float]:
+    rows = session.execute(
+        select(DeadLetterRecord.type, func.count())
+        .where(DeadLetterRecord.replay_count == 0)
+        .group_by(DeadLetterRecord.type)
+    )
+    return {(event_type,): float(count) for event_type, count in rows}
+
+
+@fn.metrics.gauge(
+    "cascade_dead_letters_oldest_age_seconds",
+    "Age of the oldest dead letter never replayed (0 when none waits).",
+)
+def oldest_age(session: Session) -> float:
+    oldest = session.scalar(
+        select(func.min(DeadLetterRecord.received_at)).where(DeadLetterRecord.replay_count == 0)
+    )
+    if oldest is None:
+        return 0.0
+    received = datetime.fromisoformat(oldest.replace("Z", "+00:00"))
+    return max(0.0, (datetime.now(UTC) - received).total_seconds())
+
 
 # --------------------------------------------------------------------------- the sink
 
@@ -125,6 +159,7 @@ def receive(ctx: HttpContext) -> Any:
     except BindingError as exc:
         return problem_response(exc.status, exc.detail, attribute=exc.attribute)
     received = message.attributes
+    link_to_origin(received)  # like a handler span: linked to where the event started
     original = {k: v for k, v in received.items() if k not in ERROR_EXTENSIONS}
     now = now_iso()
     session = ctx.store
@@ -157,6 +192,7 @@ def receive(ctx: HttpContext) -> Any:
         )
     )
     session.execute(statement)
+    RECEIVED.labels(type=message.type).inc()
     ctx.logger.warning(
         "dead letter: %s %s from %s failed at %s (%s%s)",
         message.type,

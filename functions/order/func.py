@@ -67,6 +67,17 @@ MAX_LIST: Final = 500
 
 fn = Function("order", metadata=Base.metadata)
 
+# The order funnel (k8s/dashboards): counted when the order's transaction commits.
+ORDERS = fn.metrics.counter(
+    "cascade_shop_orders", "Orders placed, confirmed and cancelled (state reached).", ["state"]
+)
+
+
+@fn.metrics.gauge("cascade_shop_orders_pending", "Orders placed and not yet final.")
+def pending_orders(session: Session) -> float:
+    count = session.scalar(select(func.count()).select_from(Order).where(Order.state == PENDING))
+    return float(count or 0)
+
 
 # --------------------------------------------------------------------------- the API body
 
@@ -219,6 +230,7 @@ def place_order(ctx: HttpContext) -> Any:
         if key is None or first is None:
             raise
         return replayed(session, first, key, digest)
+    ORDERS.labels(state="placed").inc()
     ctx.logger.info("order %s placed", order.id)
     outbox.send(event_id)  # failures stay in the outbox for the relay
     return order_document(session, order), 201, {"Location": f"/orders/{order.id}"}
@@ -294,6 +306,7 @@ def move(ctx: Context, order: Order, state: str, note: str) -> None:
 def cancel(ctx: Context, order: Order, reason: CancelReason, detail: str) -> Reply:
     order.reason, order.detail = reason, detail
     move(ctx, order, CANCELLED, detail)
+    ORDERS.labels(state="cancelled").inc()
     ctx.logger.info("order %s cancelled: %s", order.id, detail)
     return keyed(
         OrderCancelled(
@@ -350,6 +363,7 @@ def authorized(event: PaymentAuthorized, ctx: Context) -> Reply | OrderConfirmed
         return None
     order.amount_cents = event.amount_cents
     move(ctx, order, CONFIRMED, f"payment {event.authorization_id} authorized")
+    ORDERS.labels(state="confirmed").inc()
     ctx.logger.info("order %s confirmed", order.id)
     return keyed(
         OrderConfirmed(
