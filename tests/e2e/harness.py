@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -143,6 +143,15 @@ class ShopRun:
     child_pids: list[int] = field(default_factory=list)
     starts: int = 0
 
+    @classmethod
+    def in_dir(cls, base: Path) -> ShopRun:
+        """The shop with fast retries, its data in ``base/data``, e-mails in ``base/outbox``."""
+        return cls(
+            data_dir=base / "data",
+            manifests=fast_manifests(base),
+            env={"NOTIFICATION_OUTBOX": str(base / "outbox")},
+        )
+
     def start(self, timeout: float = 120.0) -> None:
         self.starts += 1
         self.log = self.data_dir.parent / f"run-{self.starts}.out"
@@ -243,6 +252,17 @@ class ShopRun:
         while time.monotonic() < deadline and any(_is_cascade(p) for p in self.child_pids):
             time.sleep(0.1)
         self.child_pids = [p for p in self.child_pids if _is_cascade(p)]
+
+
+def running_shop(base: Path) -> Iterator[ShopRun]:
+    """For a fixture: the shop started in ``base``; a clean stop is asserted, then it is killed."""
+    run = ShopRun.in_dir(base)
+    try:
+        run.start()
+        yield run
+        assert run.stop() == 0, run.output()
+    finally:
+        run.kill_all()
 
 
 # --- the shop -------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from tests.e2e.harness import (
     broker_lag,
     call,
     check_stock,
-    fast_manifests,
     get_json,
     place_order,
     run_cli,
+    running_shop,
     wait_until,
 )
 
@@ -33,18 +33,7 @@ ORDER_CREATED = "com.example.shop.order.created"
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShopRun]:
-    base = tmp_path_factory.mktemp("redelivery")
-    run = ShopRun(
-        data_dir=base / "data",
-        manifests=fast_manifests(base),
-        env={"NOTIFICATION_OUTBOX": str(base / "outbox")},
-    )
-    try:
-        run.start()
-        yield run
-        assert run.stop() == 0, run.output()
-    finally:
-        run.kill_all()
+    yield from running_shop(tmp_path_factory.mktemp("redelivery"))
 
 
 def deliveries(shop: ShopRun, trigger: str, event_id: str | None = None, order: str = "") -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import CASCADE, ROOT, ShopRun, fast_manifests, wait_until
+from tests.e2e.harness import CASCADE, ROOT, ShopRun, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -76,11 +76,7 @@ def test_a_function_that_cannot_start_stops_the_run_with_its_error(tmp_path: Pat
 
 
 def test_a_function_that_dies_while_running_stops_the_run(tmp_path: Path) -> None:
-    run = ShopRun(
-        data_dir=tmp_path / "data",
-        manifests=fast_manifests(tmp_path),
-        env={"NOTIFICATION_OUTBOX": str(tmp_path / "outbox")},
-    )
+    run = ShopRun.in_dir(tmp_path)
     try:
         run.start()
         state = run.state()

@@ -32,11 +32,11 @@ from tests.e2e.harness import (
     broker_lag,
     call,
     check_stock,
-    fast_manifests,
     get_json,
     orders_by_state,
     place_order,
     run_cli,
+    running_shop,
     send_json,
     wait_until,
 )
@@ -49,18 +49,7 @@ EXPECTED_REASON = {"out_of_stock": "out_of_stock", "declined": "payment_declined
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShopRun]:
-    base = tmp_path_factory.mktemp("shop")
-    run = ShopRun(
-        data_dir=base / "data",
-        manifests=fast_manifests(base),
-        env={"NOTIFICATION_OUTBOX": str(base / "outbox")},
-    )
-    try:
-        run.start()
-        yield run
-        assert run.stop() == 0, run.output()
-    finally:
-        run.kill_all()
+    yield from running_shop(tmp_path_factory.mktemp("shop"))
 
 
 def phase_a_orders() -> list[tuple[str, tuple[tuple[str, int], ...], str]]:

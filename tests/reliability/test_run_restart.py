@@ -26,7 +26,6 @@ from tests.e2e.harness import (
     broker_lag,
     call,
     check_stock,
-    fast_manifests,
     get_json,
     orders_by_state,
     wait_until,
@@ -80,11 +79,7 @@ class Placer(threading.Thread):
 
 @pytest.mark.parametrize("how", ["sigint", "sigkill"])
 def test_a_stopped_run_resumes_and_every_order_completes(tmp_path: Path, how: str) -> None:
-    run = ShopRun(
-        data_dir=tmp_path / "data",
-        manifests=fast_manifests(tmp_path),
-        env={"NOTIFICATION_OUTBOX": str(tmp_path / "outbox")},
-    )
+    run = ShopRun.in_dir(tmp_path)
     try:
         run.start()
         placer = Placer(run)
