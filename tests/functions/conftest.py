@@ -3,8 +3,6 @@ SQLite folder, and an HTTP sink standing in for the broker's ingress (K_SINK).""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -13,13 +11,11 @@ from urllib.parse import unquote
 
 import orjson
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from cascade.loader import load_module
 from cascade.settings import Settings
 from cascade.testing import EventResult, FunctionClient
-from tests.integration.postgres import postgres_url, with_search_path
+from tests.integration.postgres import throwaway_schema
 from tests.unit.runtime.sink import Sink
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,26 +74,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    url = postgres_url()
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    engine = create_engine(url)
-    schema = f"shop_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        engine.dispose()
-        message = f"PostgreSQL unreachable at {url}: {exc.orig}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)  # CI must never pass by skipping
-        pytest.skip(message)
-    try:
-        yield with_search_path(url, schema)
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+    with throwaway_schema("shop_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
@@ -27,14 +28,14 @@ def with_search_path(url: str, schema: str) -> str:
     return f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
 
 
-@pytest.fixture(scope="session")
-def postgres_schema() -> Iterator[str]:
-    """The URL of a fresh schema, dropped (with everything in it) after the session."""
+@contextmanager
+def throwaway_schema(prefix: str) -> Iterator[str]:
+    """The URL of a fresh schema ``<prefix>_<random>``, dropped with everything in it after."""
     url = postgres_url()
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     engine = create_engine(url)
-    schema = f"cascade_test_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         with engine.begin() as connection:
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))
@@ -42,7 +43,7 @@ def postgres_schema() -> Iterator[str]:
         engine.dispose()
         message = f"PostgreSQL unreachable at {url}: {exc.orig}"
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
+            pytest.fail(message)  # CI must never pass by skipping
         pytest.skip(message)
     try:
         yield with_search_path(url, schema)
@@ -50,3 +51,10 @@ def postgres_schema() -> Iterator[str]:
         with engine.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema for the session."""
+    with throwaway_schema("cascade_test") as url:
+        yield url
