@@ -36,6 +36,8 @@ def dispatcher(
     *,
     ordered: bool,
     max_inflight: int = 50,
+    poll_interval: float = 0.05,
+    tail: TailCache | None = None,
 ) -> TriggerDispatcher:
     return TriggerDispatcher(
         name="ns/t",
@@ -46,7 +48,8 @@ def dispatcher(
         ordered=ordered,
         max_inflight=max_inflight,
         commit_interval=0.02,
-        poll_interval=0.05,
+        poll_interval=poll_interval,
+        tail=tail,
     )
 
 
@@ -255,17 +258,7 @@ def test_a_caught_up_reader_waits_for_the_tail_yet_still_sees_other_writers() ->
             seen.append(record.event.attributes["id"])
 
         with ThreadPoolExecutor(2) as pool:
-            d = TriggerDispatcher(
-                name="ns/t",
-                group=GROUP,
-                log=log,
-                executor=pool,
-                process=process,
-                ordered=True,
-                commit_interval=0.02,
-                poll_interval=0.2,
-                tail=tail,
-            )
+            d = dispatcher(log, pool, process, ordered=True, poll_interval=0.2, tail=tail)
             await d.start()
             # This process stores 20 events one by one, as the appender does.
             for n in range(20):
