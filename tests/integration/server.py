@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -133,3 +134,29 @@ def stop(server: Server, timeout: float = 60.0) -> int:
             os.killpg(process.pid, signal.SIGKILL)  # the group we created: master + workers
             process.wait(timeout=10)
     return process.returncode
+
+
+def send_at_once(
+    server: Server, data: Mapping[str, object], event_id: str, copies: int = 4
+) -> list[Answer]:
+    """``copies`` threads send the same event at the same moment (a redelivery race).
+
+    The answers come back in the order they arrived; a thread still waiting after 90 s adds
+    none, so callers assert on the count.
+    """
+    results: list[Answer] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(copies)
+
+    def deliver() -> None:
+        barrier.wait(timeout=30)
+        answer = server.send(data, event_id=event_id, timeout=60)
+        with lock:
+            results.append(answer)
+
+    threads = [threading.Thread(target=deliver) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    return results

@@ -14,7 +14,7 @@ from cascade.loader import load_module
 from cascade.settings import Settings
 from cascade.testing import FunctionClient
 from tests.integration.postgres import postgres_schema
-from tests.integration.server import PROBE, Answer, serve
+from tests.integration.server import PROBE, send_at_once, serve
 from tests.unit.runtime import idempotency_checks as checks
 
 __all__ = ["postgres_schema"]
@@ -99,25 +99,9 @@ def test_plain_postgresql_url_uses_psycopg(postgres_schema: str) -> None:
 @pytest.mark.slow
 def test_served_workers_share_postgres(postgres_schema: str, tmp_path: Path) -> None:
     with serve(tmp_path, "--workers", "2", env={"DATABASE_URL": postgres_schema}) as server:
-        results: list[Answer] = []
-        lock = threading.Lock()
-        barrier = threading.Barrier(4)
-
-        def deliver() -> None:
-            barrier.wait(timeout=30)
-            answer = server.send(
-                {"action": "slow", "seconds": 0.3, "key": "pg-served"},
-                event_id="pg-served-1",
-                timeout=60,
-            )
-            with lock:
-                results.append(answer)
-
-        threads = [threading.Thread(target=deliver) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=90)
+        results = send_at_once(
+            server, {"action": "slow", "seconds": 0.3, "key": "pg-served"}, "pg-served-1"
+        )
         assert [r.status for r in results] == [200] * 4
         assert len({r.body for r in results}) == 1
         assert server.metric('cascade_duplicates_total{function="probe"}') == 3.0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.server import Answer, Server, serve
+from tests.integration.server import Answer, Server, send_at_once, serve
 
 pytestmark = pytest.mark.slow
 
@@ -101,23 +101,9 @@ def test_sigterm_drains_in_flight_and_exits_zero(tmp_path: Path, threads: str) -
 
 def test_concurrent_duplicates_across_workers_run_once(tmp_path: Path) -> None:
     with serve(tmp_path, "--workers", "2") as server:
-        results: list[Answer] = []
-        lock = threading.Lock()
-        barrier = threading.Barrier(4)
-
-        def deliver() -> None:
-            barrier.wait(timeout=30)
-            answer = server.send(
-                {"action": "slow", "seconds": 0.5, "key": "dup"}, event_id="same-event", timeout=60
-            )
-            with lock:
-                results.append(answer)
-
-        threads = [threading.Thread(target=deliver) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=90)
+        results = send_at_once(
+            server, {"action": "slow", "seconds": 0.5, "key": "dup"}, "same-event"
+        )
         assert [r.status for r in results] == [200] * 4
         assert len({r.body for r in results}) == 1
         assert len({r.headers["ce-id"] for r in results}) == 1
