@@ -40,7 +40,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from cascade import Context, Function, HttpContext
 from cascade.binding import BindingError, CloudEventMessage, is_json_content_type, parse_wsgi
-from cascade.telemetry.tracing import link_to_origin
+from cascade.telemetry.tracing import annotate_event_span
 from functions.shop import samples
 from functions.shop.clock import now_iso
 from functions.shop.events import OrderCancelled, OrderConfirmed
@@ -159,7 +159,7 @@ def receive(ctx: HttpContext) -> Any:
     except BindingError as exc:
         return problem_response(exc.status, exc.detail, attribute=exc.attribute)
     received = message.attributes
-    link_to_origin(received)  # like a handler span: linked to where the event started
+    annotate_event_span(received)  # like a handler's span: linked to the origin, order id
     original = {k: v for k, v in received.items() if k not in ERROR_EXTENSIONS}
     now = now_iso()
     session = ctx.store

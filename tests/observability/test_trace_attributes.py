@@ -17,7 +17,7 @@ from cascade import Function, HttpContext, Publisher
 from cascade.broker.tracing import reply_parent
 from cascade.loader import load_module
 from cascade.settings import Settings
-from cascade.telemetry.tracing import CONVERSATION_ID, ORIGIN_LINK, link_to_origin
+from cascade.telemetry.tracing import CONVERSATION_ID, ORIGIN_LINK, annotate_event_span
 from cascade.testing import FunctionClient
 
 METERED = Path(__file__).with_name("metered_function.py")
@@ -77,19 +77,20 @@ def test_route_spans_record_the_status_and_fail_on_5xx(tmp_path: Path) -> None:
     assert spans["GET /broken"].status.status_code is StatusCode.ERROR
 
 
-def test_link_to_origin_links_the_current_span_to_the_cloudevents_traceparent() -> None:
+def test_annotate_event_span_links_the_current_span_to_the_cloudevents_traceparent() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("sink"):
-        link_to_origin({"traceparent": OTHER})
-        link_to_origin({"traceparent": "not a traceparent"})
-        link_to_origin({})
+        annotate_event_span({"traceparent": OTHER, "partitionkey": "order-9"})
+        annotate_event_span({"traceparent": "not a traceparent"})
+        annotate_event_span({})
     (span,) = exporter.get_finished_spans()
     (link,) = span.links
     assert f"{link.context.trace_id:032x}" == OTHER.split("-")[1]
     assert link.attributes == {"cascade.link": ORIGIN_LINK}
+    assert span.attributes == {CONVERSATION_ID: "order-9"}
     provider.shutdown()
 
 
