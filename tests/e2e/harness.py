@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import yaml
+
+from tests.http_call import Answer, call
 
 ROOT = Path(__file__).resolve().parents[2]
 CASCADE = str(Path(sys.executable).with_name("cascade"))
@@ -57,36 +58,6 @@ def fast_manifests(directory: Path, backoff_delay: str = "PT0.05S") -> Path:
 
 
 # --- HTTP -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def call(
-    method: str,
-    url: str,
-    body: bytes | None = None,
-    headers: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
-) -> Answer:
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    try:
-        connection.request(method, path, body=body, headers=dict(headers or {}))
-        response = connection.getresponse()
-        return Answer(
-            response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-        )
-    finally:
-        connection.close()
 
 
 def get_json(url: str, timeout: float = 30.0) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import socket
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import orjson
 
+from tests.http_call import Answer, call
+
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = ROOT / "tests" / "unit" / "runtime" / "probe_function.py"
 CASCADE = Path(sys.executable).with_name("cascade")
@@ -28,13 +29,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
 
 
 @dataclass
@@ -51,15 +45,7 @@ class Server:
         headers: Mapping[str, str] | None = None,
         timeout: float = 30.0,
     ) -> Answer:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            connection.request(method, path, body=body, headers=dict(headers or {}))
-            response = connection.getresponse()
-            return Answer(
-                response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-            )
-        finally:
-            connection.close()
+        return call(method, f"http://127.0.0.1:{self.port}{path}", body, headers, timeout)
 
     def send(self, data: Mapping[str, object], event_id: str | None = None, **kw: float) -> Answer:
         headers = {
