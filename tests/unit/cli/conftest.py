@@ -4,13 +4,14 @@ or the dead-letter service in the CLI tests."""
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
+
+from cascade.closing import ClosesOnExit
+from tests.thread_server import QuietHandler, ThreadServer
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,13 @@ class Reply:
 Route = Reply | Callable[[Seen], Reply]
 
 
-class FakeServer:
+class FakeServer(ClosesOnExit):
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Route] = {}
         self.seen: list[Seen] = []
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def _serve(self) -> None:
@@ -63,16 +64,8 @@ class FakeServer:
 
             do_GET = do_POST = do_PUT = _serve  # http.server looks handlers up by these names
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._http = ThreadServer(Handler, poll_interval=0.05)
+        self.url = self._http.url
 
     def route(self, method: str, path: str, reply: Route) -> None:
         self.routes[(method, path)] = reply
@@ -81,27 +74,16 @@ class FakeServer:
         return [s for s in self.seen if s.method == method and s.path == path]
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._http.close()
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeServer]:
-    server = FakeServer()
-    try:
+def _fake_server() -> Iterator[FakeServer]:
+    with FakeServer() as server:
         yield server
-    finally:
-        server.close()
 
 
-@pytest.fixture
-def fake2() -> Iterator[FakeServer]:
-    server = FakeServer()
-    try:
-        yield server
-    finally:
-        server.close()
+fake = pytest.fixture(_fake_server, name="fake")
+fake2 = pytest.fixture(_fake_server, name="fake2")  # a second one, for two-service commands
 
 
 @pytest.fixture
