@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -202,25 +203,34 @@ def test_read_at_or_beyond_end_is_empty(backend: Backend) -> None:
     assert list(log.read(1, 0, 10)) == []
 
 
-def test_concurrent_appends_get_unique_gapless_offsets(backend: Backend) -> None:
-    log = backend.open(3)
-    per_thread = 40
-    results: list[list[tuple[int, int]]] = [[] for _ in range(4)]
+def run_threads(work: Callable[[int], None], count: int) -> list[BaseException]:
+    """Run ``work(slot)`` for slots 0..count-1 in threads at once; returns what they raised."""
     errors: list[BaseException] = []
 
-    def writer(slot: int) -> None:
+    def guarded(slot: int) -> None:
         try:
-            for i in range(per_thread):
-                results[slot].append(log.append(event(f"t{slot}-{i}", key=f"k{slot}")))
-        except BaseException as exc:  # reported below, not lost in the thread
+            work(slot)
+        except BaseException as exc:  # returned to the test, not lost in the thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=writer, args=(slot,)) for slot in range(4)]
+    threads = [threading.Thread(target=guarded, args=(slot,)) for slot in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
-    assert not errors
+    return errors
+
+
+def test_concurrent_appends_get_unique_gapless_offsets(backend: Backend) -> None:
+    log = backend.open(3)
+    per_thread = 40
+    results: list[list[tuple[int, int]]] = [[] for _ in range(4)]
+
+    def writer(slot: int) -> None:
+        for i in range(per_thread):
+            results[slot].append(log.append(event(f"t{slot}-{i}", key=f"k{slot}")))
+
+    assert run_threads(writer, 4) == []
     positions = [p for slot in results for p in slot]
     assert len(set(positions)) == 4 * per_thread
     for partition in range(3):
@@ -236,22 +246,13 @@ def test_concurrent_reads_see_every_record(backend: Backend) -> None:
     log = backend.open(3)
     positions = log.append_many([(event(f"e{i}"), None) for i in range(30)])
     seen: list[list[str]] = [[] for _ in range(6)]
-    errors: list[BaseException] = []
 
     def reader(slot: int) -> None:
-        try:
-            for _ in range(5):
-                records = log.read(slot % 3, 0, 100)
-                seen[slot] = [r.event.attributes["id"] for r in records]
-        except BaseException as exc:  # reported below, not lost in the thread
-            errors.append(exc)
+        for _ in range(5):
+            records = log.read(slot % 3, 0, 100)
+            seen[slot] = [r.event.attributes["id"] for r in records]
 
-    threads = [threading.Thread(target=reader, args=(slot,)) for slot in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors
+    assert run_threads(reader, 6) == []
     for slot in range(6):
         expected = [f"e{i}" for i, (p, _) in enumerate(positions) if p == slot % 3]
         assert seen[slot] == expected
