@@ -85,7 +85,12 @@ def test_sigterm_drains_in_flight_and_exits_zero(tmp_path: Path, threads: str) -
         )
         wait_for(marker)
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.2)  # let the master close its listeners and signal the workers
+        # Wait until both workers say they drain (a fixed sleep raced on a loaded machine: a
+        # request that reaches a worker before its signal is an ordinary, answered request).
+        deadline = time.monotonic() + 30
+        while server.output().count("draining: refusing new events") < 2:
+            assert time.monotonic() < deadline, "the workers never logged that they drain"
+            time.sleep(0.05)
         try:
             late = server.send({"action": "reply", "key": "late"}, timeout=10).status
         except (ConnectionRefusedError, ConnectionResetError, http.client.RemoteDisconnected):
