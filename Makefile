@@ -25,14 +25,14 @@ venv: $(STAMP) ## Create .venv with cascade and the dev tools
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on src/
-	$(BIN)/ruff check src tests functions bench examples
-	$(BIN)/ruff format --check src tests functions bench examples
+	$(BIN)/ruff check src tests functions bench examples scripts
+	$(BIN)/ruff format --check src tests functions bench examples scripts
 	$(BIN)/mypy
 
 .PHONY: fmt
 fmt: $(STAMP) ## Apply ruff fixes and formatting
-	$(BIN)/ruff check --fix src tests functions bench examples
-	$(BIN)/ruff format src tests functions bench examples
+	$(BIN)/ruff check --fix src tests functions bench examples scripts
+	$(BIN)/ruff format src tests functions bench examples scripts
 
 .PHONY: unit
 unit: $(STAMP) ## Fast tests only (no servers started)
