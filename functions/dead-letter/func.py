@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import orjson
 from flask import current_app
-from sqlalchemy import JSON, LargeBinary, String, Text, UniqueConstraint, func, select
+from sqlalchemy import JSON, LargeBinary, String, Text, UniqueConstraint, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -101,12 +101,12 @@ RECEIVED = fn.metrics.counter(
     "cascade_dead_letters_waiting", "Dead letters never replayed, by event type.", ["type"]
 )
 def waiting(session: Session) -> dict[tuple[str, ...], float]:
+    # Every type ever dead-lettered, 0 once all are replayed: a drop to 0 shows on a graph.
+    unreplayed = func.sum(case((DeadLetterRecord.replay_count == 0, 1), else_=0))
     rows = session.execute(
-        select(DeadLetterRecord.type, func.count())
-        .where(DeadLetterRecord.replay_count == 0)
-        .group_by(DeadLetterRecord.type)
+        select(DeadLetterRecord.type, unreplayed).group_by(DeadLetterRecord.type)
     )
-    return {(event_type,): float(count) for event_type, count in rows}
+    return {(event_type,): float(count or 0) for event_type, count in rows}
 
 
 @fn.metrics.gauge(

@@ -87,6 +87,7 @@ def test_the_dead_letter_queue_reports_depth_age_and_arrivals(dead_letter: Funct
     reserved = {"function": "dead-letter", "type": "com.example.shop.inventory.reserved"}
     age = ("cascade_dead_letters_oldest_age_seconds", {"function": "dead-letter"})
     assert dead_letter.metric(*age) == 0
+    assert dead_letter.metric("cascade_dead_letters_waiting", reserved) == 0
     park(dead_letter)
     park(dead_letter)
     park(dead_letter, "com.example.shop.order.created")
