@@ -167,13 +167,19 @@ ensure_namespace observability
     --version "$OTEL_COLLECTOR_CHART_VERSION" --namespace observability \
     -f "$ROOT/k8s/otel-collector-values.yaml" --wait --timeout 10m
 wait_ready observability
-# Knative's own spans (activator, queue-proxy, broker) join the same traces
+# Knative's own spans (activator, queue-proxy, the Kafka broker's receiver and dispatcher) join
+# the functions' traces: OTLP/HTTP to the collector. Knative samples parentBased(ratio), so a
+# trace the order API started (sampled) is always followed.
 for ns in knative-serving knative-eventing; do
     "${K[@]}" -n "$ns" patch configmap/config-observability --type merge -p '{"data": {
         "tracing-protocol": "http/protobuf",
         "tracing-endpoint": "http://otel-collector.observability.svc.cluster.local:4318/v1/traces",
         "tracing-sampling-rate": "1"}}'
 done
+# The Kafka broker's data plane reads config-observability only when it starts: restart it.
+"${K[@]}" -n knative-eventing rollout restart deployment/kafka-broker-receiver statefulset/kafka-broker-dispatcher
+"${K[@]}" -n knative-eventing rollout status deployment/kafka-broker-receiver --timeout=600s
+"${K[@]}" -n knative-eventing rollout status statefulset/kafka-broker-dispatcher --timeout=600s
 
 # ------------------------------------------------------------------ metrics: Prometheus + Grafana
 

@@ -181,7 +181,7 @@ def test_defaults_render_the_shop(default_docs: list[dict[str, Any]]) -> None:
     ]
     assert len(of_kind(default_docs, "Trigger")) == 12
     assert len(of_kind(default_docs, "Kafka")) == len(of_kind(default_docs, "KafkaNodePool")) == 1
-    [config] = of_kind(default_docs, "ConfigMap")
+    config = named(of_kind(default_docs, "ConfigMap"))["shop-kafka-broker-config"]
     assert config["data"]["bootstrap.servers"] == (
         "cascade-kafka-bootstrap.default.svc.cluster.local:9092"
     )
@@ -191,7 +191,7 @@ def test_external_kafka_renders_no_strimzi_objects(renders: dict[str, str]) -> N
     docs = documents(renders["external-kafka"])
     assert of_kind(docs, "Kafka") == []
     assert of_kind(docs, "KafkaNodePool") == []
-    [config] = of_kind(docs, "ConfigMap")
+    config = named(of_kind(docs, "ConfigMap"))["shop-kafka-broker-config"]
     assert config["data"] == {
         "bootstrap.servers": "my-kafka-kafka-bootstrap.kafka.svc.cluster.local:9092,"
         "my-kafka-kafka-1.kafka.svc.cluster.local:9092",
@@ -203,6 +203,8 @@ def test_external_kafka_renders_no_strimzi_objects(renders: dict[str, str]) -> N
 def test_no_observability_renders_no_telemetry_wiring(renders: dict[str, str]) -> None:
     docs = documents(renders["no-observability"])
     assert of_kind(docs, "PodMonitor") == []
+    assert of_kind(docs, "PrometheusRule") == []
+    assert "cascade-dashboards" not in named(of_kind(docs, "ConfigMap"))
     for service in of_kind(docs, "Service", "serving.knative.dev"):
         env = service["spec"]["template"]["spec"]["containers"][0]["env"]
         assert not [e["name"] for e in env if e["name"].startswith("OTEL_")]

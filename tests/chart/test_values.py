@@ -222,6 +222,8 @@ WHOLE = {
     "functionDefaults.env",
     "networkPolicy.dns.podLabels",
     "observability.metrics.podMonitor.labels",
+    "observability.metrics.rules.labels",
+    "observability.dashboards.labels",
     "observability.metrics.scraperNamespaces",
     "networkPolicy.ingressNamespaces",
     "eventTypes",
