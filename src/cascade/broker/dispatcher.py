@@ -3,7 +3,8 @@
 - Cursor per partition in the Trigger's consumer group; a Trigger seen for the first time starts
   at the END of the log, and that start is committed at once so a restart keeps it (§6.2).
 - ``ordered``: one record at a time per partition (retries, reply and DLS included), partitions
-  in parallel. ``unordered``: up to ``max_inflight`` records at once for the whole Trigger (§6.3).
+  in parallel, one reader task each. ``unordered``: up to ``max_inflight`` records at once for
+  the whole Trigger (§6.3), started by one reader task that visits the partitions with news.
 - Committed offsets only ever cover a gap-free run of finished records (offsets.py), committed
   every ``commit_interval`` seconds and on stop, so a crash redelivers and never skips (§6.5).
 - New records are announced by ``notify`` (the appender, once stored); a reader that has read
@@ -74,7 +75,11 @@ class TriggerDispatcher:
         self._poll_interval = poll_interval
         self._tail = tail
         self._offsets: dict[int, PartitionOffsets] = {}
+        # Ordered: one reader task per partition, each with its wake-up event. Unordered: one
+        # reader for all partitions, woken once however many partitions got news.
         self._wakeups = [asyncio.Event() for _ in range(log.partitions)]
+        self._news: set[int] = set()
+        self._any_news = asyncio.Event()
         # Set every poll interval: the reader then asks the log, whatever the tail says.
         self._poll_due = [False] * log.partitions
         self._slots = asyncio.Semaphore(max_inflight)
@@ -91,21 +96,29 @@ class TriggerDispatcher:
         for offsets in self._offsets.values():
             offsets.mark_committed(offsets.committable)
         loop = asyncio.get_running_loop()
-        self._readers = [
-            loop.create_task(self._read_partition(partition), name=f"{self.name}[{partition}]")
-            for partition in self._offsets
-        ]
+        if self.ordered:
+            self._readers = [
+                loop.create_task(self._read_ordered(partition), name=f"{self.name}[{partition}]")
+                for partition in self._offsets
+            ]
+        else:
+            self._news.update(self._offsets)  # look at every partition once
+            self._readers = [loop.create_task(self._read_unordered(), name=self.name)]
         self._committer = loop.create_task(self._commit_periodically())
         self._poller = loop.create_task(self._poll_periodically())
 
     def notify(self, partition: int) -> None:
         """New records were stored in ``partition``."""
-        self._wakeups[partition].set()
+        if self.ordered:
+            self._wakeups[partition].set()
+        else:
+            self._news.add(partition)
+            self._any_news.set()
 
     async def stop(self, grace: float) -> None:
         """Stop reading; give in-flight records ``grace`` seconds, abandon the rest uncommitted."""
         self._stopping = True
-        for wakeup in self._wakeups:
+        for wakeup in (*self._wakeups, self._any_news):
             wakeup.set()
         # In ordered mode the readers themselves carry the in-flight record.
         running = {task for task in (*self._readers, *self._inflight) if not task.done()}
@@ -167,35 +180,32 @@ class TriggerDispatcher:
     async def _run(self, function: Callable[..., _T], *args: object) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
-    async def _read_partition(self, partition: int) -> None:
+    async def _next_records(self, partition: int) -> Sequence[Record]:
+        """The records from the partition's read position on: from the tail when it holds
+        them, else from the log; empty when there is nothing new (or the read failed)."""
+        offsets = self._offsets[partition]
+        poll_due, self._poll_due[partition] = self._poll_due[partition], False
+        tail = self._tail
+        if tail is not None:
+            records = tail.read(partition, offsets.next_offset, self._read_batch)
+            if records is not None:
+                return records
+            if not poll_due and tail.caught_up(partition, offsets.next_offset):
+                # Everything this process stored here is read: a log read would find nothing
+                # and cost a thread hop. Records of other writers are picked up at the next poll.
+                return ()
+        try:
+            return await self._run(self._log.read, partition, offsets.next_offset, self._read_batch)
+        except Exception as exc:
+            logger.error("trigger %s: reading partition %d failed: %s", self.name, partition, exc)
+            return ()
+
+    async def _read_ordered(self, partition: int) -> None:
         offsets = self._offsets[partition]
         wakeup = self._wakeups[partition]
-        tail = self._tail
         while not self._stopping:
             wakeup.clear()
-            poll_due, self._poll_due[partition] = self._poll_due[partition], False
-            records: Sequence[Record] | None = None
-            if tail is not None:
-                records = tail.read(partition, offsets.next_offset, self._read_batch)
-                if (
-                    records is None
-                    and not poll_due
-                    and tail.caught_up(partition, offsets.next_offset)
-                ):
-                    # Everything this process stored here is read: a log read would find
-                    # nothing and cost a thread hop. Records from other writers are still
-                    # picked up at the next poll.
-                    records = ()
-            if records is None:
-                try:
-                    records = await self._run(
-                        self._log.read, partition, offsets.next_offset, self._read_batch
-                    )
-                except Exception as exc:
-                    logger.error(
-                        "trigger %s: reading partition %d failed: %s", self.name, partition, exc
-                    )
-                    records = ()
+            records = await self._next_records(partition)
             if not records:
                 # Woken by new records (notify), the poll tick or stop; no timer per wait.
                 await wakeup.wait()
@@ -205,19 +215,35 @@ class TriggerDispatcher:
                     return
                 if record.offset < offsets.next_offset:
                     continue
-                if self.ordered:
-                    offsets.start(record.offset)
-                    await self._process_safely(record)
-                    offsets.finish(record.offset)
-                else:
+                offsets.start(record.offset)
+                await self._process_safely(record)
+                offsets.finish(record.offset)
+
+    async def _read_unordered(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            self._any_news.clear()
+            news, self._news = self._news, set()
+            if not news:
+                await self._any_news.wait()
+                continue
+            for partition in sorted(news):
+                records = await self._next_records(partition)
+                if not records:
+                    continue
+                self._news.add(partition)  # more may follow what this read returned
+                offsets = self._offsets[partition]
+                for record in records:
+                    if self._stopping:
+                        return
+                    if record.offset < offsets.next_offset:
+                        continue
                     await self._slots.acquire()
                     if self._stopping:
                         self._slots.release()
                         return
                     offsets.start(record.offset)
-                    task = asyncio.get_running_loop().create_task(
-                        self._process_unordered(record, offsets)
-                    )
+                    task = loop.create_task(self._process_unordered(record, offsets))
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
 
@@ -244,9 +270,9 @@ class TriggerDispatcher:
         """Every poll interval, have each reader look at the log (records of other writers)."""
         while True:
             await asyncio.sleep(self._poll_interval)
-            for partition, wakeup in enumerate(self._wakeups):
+            for partition in self._offsets:
                 self._poll_due[partition] = True
-                wakeup.set()
+                self.notify(partition)
 
     async def _commit_periodically(self) -> None:
         while True:

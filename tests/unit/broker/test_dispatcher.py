@@ -248,7 +248,8 @@ class CountingLog(MemoryLog):
         return list(super().read(partition, offset, max_records))
 
 
-def test_a_caught_up_reader_waits_for_the_tail_yet_still_sees_other_writers() -> None:
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_caught_up_reader_waits_for_the_tail_yet_still_sees_other_writers(ordered: bool) -> None:
     async def scenario() -> None:
         log = CountingLog(1)
         tail = TailCache(1)
@@ -258,7 +259,7 @@ def test_a_caught_up_reader_waits_for_the_tail_yet_still_sees_other_writers() ->
             seen.append(record.event.attributes["id"])
 
         with ThreadPoolExecutor(2) as pool:
-            d = dispatcher(log, pool, process, ordered=True, poll_interval=0.2, tail=tail)
+            d = dispatcher(log, pool, process, ordered=ordered, poll_interval=0.2, tail=tail)
             await d.start()
             # This process stores 20 events one by one, as the appender does.
             for n in range(20):
