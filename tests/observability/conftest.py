@@ -24,6 +24,7 @@ from tests.e2e.harness import (
     wait_until,
 )
 from tests.observability.trace_shape import Faults, Routes
+from tests.unit.telemetry.otlp_collector import Collector
 
 FUNCTIONS = ("order", "inventory", "payment", "notification", "dead-letter")
 PAYMENT_TRIGGER = "payment-inventory-reserved"
@@ -38,14 +39,29 @@ class Scenario:
 
 
 @pytest.fixture(scope="session")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShopRun]:
+def forwarded() -> Iterator[Collector]:
+    """A stand-in OTLP collector that ``cascade run`` forwards every span to."""
+    collector = Collector()
+    try:
+        yield collector
+    finally:
+        collector.close()
+
+
+@pytest.fixture(scope="session")
+def shop(tmp_path_factory: pytest.TempPathFactory, forwarded: Collector) -> Iterator[ShopRun]:
     base = tmp_path_factory.mktemp("observability")
     run = ShopRun(
         data_dir=base / "data",
         # Retries from 0.1 s: a dead letter after about 3 s, time enough to switch faults off
         # between two attempts for the retried order.
         manifests=fast_manifests(base, "PT0.1S"),
-        env={"NOTIFICATION_OUTBOX": str(base / "outbox"), "OTEL_BSP_SCHEDULE_DELAY": "100"},
+        env={
+            "NOTIFICATION_OUTBOX": str(base / "outbox"),
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            # Read by cascade run as where to forward spans (its children export to it).
+            "OTEL_EXPORTER_OTLP_ENDPOINT": forwarded.url.removesuffix("/v1/traces"),
+        },
     )
     try:
         run.start()

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 
 from cascade.telemetry.tracing import CONVERSATION_ID
-from cascade.traces.store import StoredSpan
+from cascade.traces.store import StoredSpan, spans_from_otlp
 from functions.shop.topology import ORIGIN, SAGAS
-from tests.e2e.harness import ShopRun, run_cli
+from tests.e2e.harness import ShopRun, run_cli, wait_until
 from tests.observability.conftest import Scenario, settled_traces
 from tests.observability.trace_shape import (
     Node,
@@ -25,6 +25,7 @@ from tests.observability.trace_shape import (
     expected_order_trace,
     expected_replay_trace,
 )
+from tests.unit.telemetry.otlp_collector import Collector
 
 pytestmark = pytest.mark.slow
 
@@ -112,3 +113,18 @@ def test_cascade_trace_shows_retries_the_dead_letter_hop_and_the_replay(
     assert "linked from trace" in blocks[0]
     assert "cascade-cli" in blocks[1]
     assert "links to trace" in blocks[1]
+
+
+def test_every_span_is_also_forwarded_to_the_collector_named_in_the_environment(
+    scenarios: dict[str, Scenario], shop: ShopRun, routes: Routes, forwarded: Collector
+) -> None:
+    scenario = scenarios["confirmed"]
+    expected = expected_order_trace(SAGAS[scenario.saga], routes, scenario.faults)
+    (spans,) = settled_traces(shop, scenario.order_id, [expected.count()])
+    wanted = {(s.trace_id, s.span_id) for s in spans}
+
+    def arrived() -> set[tuple[str, str]]:
+        received = [span for _, body in list(forwarded.bodies) for span in spans_from_otlp(body)]
+        return {(s.trace_id, s.span_id) for s in received} & wanted
+
+    wait_until(lambda: arrived() == wanted, 30, "the forwarded spans")
