@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import pytest
 
 from cascade.runner.command import _forward_url
+from cascade.traces.store import STORE_FILE
+from tests.e2e.harness import run_cli
 
 
 @pytest.mark.parametrize(
@@ -55,3 +59,13 @@ def test_a_bad_forward_target_is_refused_naming_where_it_came_from(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")
     with pytest.raises(click.UsageError, match="OTEL_EXPORTER_OTLP_ENDPOINT='collector:4318'"):
         _forward_url(None)
+
+
+def test_a_broken_span_store_stops_the_run_before_anything_starts(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / STORE_FILE).write_bytes(b"this is not a SQLite database" * 100)
+    result = run_cli("run", "--data-dir", str(data_dir), "--port", "0", "--base-port", "0")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"cannot open the span store {data_dir / STORE_FILE}" in result.stdout
+    assert not (data_dir / "logs").exists()  # no process was started

@@ -19,6 +19,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -145,11 +146,19 @@ class Runner:
         # Every process exports its spans to our receiver (bound now, served once the children
         # are started: no thread may run while they are forked), which keeps them for
         # `cascade trace` and forwards them to --otlp-endpoint when given.
-        self._spans = SpanStore(
-            plan.data_dir / STORE_FILE,
-            max_spans=self.options.trace_max_spans,
-            max_age_seconds=self.options.trace_max_age_seconds,
-        )
+        store = plan.data_dir / STORE_FILE
+        try:
+            self._spans = SpanStore(
+                store,
+                max_spans=self.options.trace_max_spans,
+                max_age_seconds=self.options.trace_max_age_seconds,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            self.say(
+                f"error: cannot open the span store {store}: {exc} (remove it to start afresh)",
+                fg="red",
+            )
+            return EXIT_FAILED
         self._receiver = TraceReceiver(self._spans, forward_to=self.options.otlp_endpoint)
         base_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self._receiver.endpoint
         base_env.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
