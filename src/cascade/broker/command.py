@@ -14,7 +14,7 @@ from cascade.broker.banner import loop_risks, render_startup
 from cascade.broker.log.base import LogError
 from cascade.broker.log.factory import LogKind
 from cascade.broker.manifests import ManifestError, Topology, load_topology
-from cascade.broker.server import BrokerServer
+from cascade.broker.server import BrokerServer, new_event_loop
 from cascade.broker.service_urls import ServiceUrlError, parse_service_urls
 from cascade.broker.settings import DEFAULT_MAX_EVENT_BYTES, BrokerSettings
 from cascade.telemetry.tracing import setup_tracing
@@ -134,7 +134,8 @@ def broker(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     setup_tracing("cascade-broker")
-    sys.exit(asyncio.run(_serve(topology, settings)))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        sys.exit(runner.run(_serve(topology, settings)))
 
 
 async def _serve(topology: Topology, settings: BrokerSettings) -> int:
