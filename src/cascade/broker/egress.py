@@ -82,17 +82,17 @@ class TriggerEgress:
         self._max_hops = max_hops
         self._activity = activity
         self._label = f"{config.namespace}/{config.trigger}"
+        self._subscriber = AttemptTarget(
+            config.subscriber, config.namespace, config.trigger, "subscriber"
+        )
 
     async def process(self, record: Record) -> None:
         """Filter, deliver, reply or dead-letter one record; return when it is finished."""
         event = with_kafka_metadata(record)
         if not self.config.filter.matches(event.attributes):
             return
-        subscriber = AttemptTarget(
-            self.config.subscriber, self.config.namespace, self.config.trigger, "subscriber"
-        )
         clock = _AttemptClock()
-        result = await self._deliver(subscriber, event, record.headers, clock)
+        result = await self._deliver(self._subscriber, event, record.headers, clock)
         if result.succeeded:
             assert result.response is not None
             problem = await self._handle_answer(event, result.response, "subscriber")

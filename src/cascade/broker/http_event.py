@@ -37,6 +37,7 @@ __all__ = [
 SPEC_VERSIONS = ("1.0", "0.3")
 _REQUIRED = ("id", "source", "type")
 _NAME = re.compile(r"[a-z0-9]+")
+_NAMES = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)*")
 # RFC 3339 date-time; lowercase t/z are allowed by the RFC.
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|([+-])(\d{2}):(\d{2}))"
@@ -95,7 +96,11 @@ def binary_attributes(headers: Mapping[str, str]) -> dict[str, str]:
         if lowered.startswith("ce-"):
             key = lowered[3:]
             if key not in attributes:  # a repeated header: the first one counts
-                attributes[key] = _decode_header_value(name, value)
+                attributes[key] = (
+                    value  # plain ASCII without escapes: nothing to decode or check
+                    if value.isascii() and "%" not in value
+                    else _decode_header_value(name, value)
+                )
         elif lowered == "content-type" and content_type is None:
             content_type = _header_text(name, value)
     if "specversion" not in attributes:
@@ -142,11 +147,14 @@ def validate_attributes(attributes: Mapping[str, str]) -> None:
     for name in _REQUIRED:
         if not attributes.get(name):
             raise InvalidEvent(f"required attribute {name!r} is missing or empty")
-    for name in attributes:
-        if not _NAME.fullmatch(name):
-            raise InvalidEvent(
-                f"invalid attribute name {name!r}: only lowercase letters and digits are allowed"
-            )
+    names = " ".join(attributes)  # one match for all; a space inside a name adds a separator
+    if names.count(" ") != len(attributes) - 1 or not _NAMES.fullmatch(names):
+        for name in attributes:
+            if not _NAME.fullmatch(name):
+                raise InvalidEvent(
+                    f"invalid attribute name {name!r}: only lowercase letters and digits are "
+                    "allowed"
+                )
     _check_uri_reference("source", attributes["source"])
     schema_attribute = "dataschema" if specversion == "1.0" else "schemaurl"
     if schema_attribute in attributes:
@@ -158,6 +166,11 @@ def validate_attributes(attributes: Mapping[str, str]) -> None:
 def binary_headers(attributes: Mapping[str, str]) -> dict[str, str]:
     """HTTP headers of a binary-mode message: ``ce-*`` per attribute, ``Content-Type``."""
     headers: dict[str, str] = {}
+    if not _NEEDS_ENCODING.search("".join(attributes.values())):
+        # The usual case, one search for all values: nothing to percent-encode.
+        for name, value in attributes.items():
+            headers["Content-Type" if name == "datacontenttype" else "ce-" + name] = value
+        return headers
     for name, value in attributes.items():
         if name == "datacontenttype":
             headers["Content-Type"] = encode_header_value(value, keep_space=True)
@@ -271,7 +284,7 @@ def _check_time(value: str) -> None:
     problem = f"attribute 'time' is not an RFC 3339 timestamp: {value!r}"
     if match is None:
         raise InvalidEvent(problem)
-    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    year, month, day, hour, minute, second = map(int, match.group(1, 2, 3, 4, 5, 6))
     try:
         offset = UTC
         if match.group(8):

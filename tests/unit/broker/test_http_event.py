@@ -6,6 +6,8 @@ import base64
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from cascade.broker.event import StoredEvent
@@ -260,6 +262,24 @@ def test_binary_headers_roundtrip() -> None:
     )
     back = event_from_http(CIMultiDict(out), b"")
     assert back.attributes == attributes
+
+
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True),
+        st.one_of(st.from_regex(r"[!#$&-~]{0,20}", fullmatch=True), st.text(max_size=20)),
+        max_size=8,
+    )
+)
+def test_binary_headers_match_encoding_value_by_value(attributes: dict[str, str]) -> None:
+    # The all-plain shortcut and the per-value path must give the same headers.
+    expected = {
+        ("Content-Type" if name == "datacontenttype" else "ce-" + name): encode_header_value(
+            value, keep_space=name == "datacontenttype"
+        )
+        for name, value in attributes.items()
+    }
+    assert binary_headers(attributes) == expected
 
 
 def test_encode_leaves_plain_values_alone() -> None:
