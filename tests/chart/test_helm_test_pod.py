@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -209,36 +208,12 @@ def test_notes_warn_when_state_lives_in_the_pods(tools: Path, tmp_path: Path) ->
 # ---------------------------------------------------------------------------- the whole chain
 
 
-def _free_block(size: int) -> int:
-    """A first port of ``size`` consecutive free loopback ports (none of the services' ports)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = int(probe.getsockname()[1])
-        if first + size > 65000:
-            continue
-        sockets = []
-        try:
-            for port in range(first, first + size):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise AssertionError("no block of free ports")
-
-
 @pytest.mark.slow
 def test_the_rendered_shop_passes_the_helm_test_under_cascade_run(
     test_pod: dict[str, Any], tmp_path: Path
 ) -> None:
     """k8s/rendered/shop.yaml run locally (broker + five functions): the test pod's script
     places an order and sees it CONFIRMED through the rendered Triggers."""
-    first = _free_block(7)
     data = tmp_path / "run"
     log = (tmp_path / "run.log").open("wb")
     runner = subprocess.Popen(
@@ -249,10 +224,12 @@ def test_the_rendered_shop_passes_the_helm_test_under_cascade_run(
             str(RENDERED),
             "--data-dir",
             str(data),
+            # Free ports picked by cascade run itself (run.json names them): a block chosen here
+            # raced with the ports the run opens for itself, such as its span receiver.
             "--port",
-            str(first),
+            "0",
             "--base-port",
-            str(first + 1),
+            "0",
         ],
         cwd=ROOT,
         stdout=log,
