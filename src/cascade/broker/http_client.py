@@ -340,7 +340,7 @@ class HttpClient:
             if connection is None:
                 # Waiting for a free slot or connecting: rarer, so the general timeout scope.
                 async with asyncio.timeout_at(deadline):
-                    connection = await self._acquire(pool, target)
+                    connection, reused = await self._acquire(pool, target)
             try:
                 response = await connection.exchange(request, deadline)
             except _StaleConnection:
@@ -395,8 +395,8 @@ class HttpClient:
             return connection
         return None
 
-    async def _acquire(self, pool: _Pool, target: _Target) -> _Connection:
-        """A new connection once the pool has room (or an idle one freed meanwhile)."""
+    async def _acquire(self, pool: _Pool, target: _Target) -> tuple[_Connection, bool]:
+        """A new connection once the pool has room, or an idle one freed meanwhile (True)."""
         while pool.open >= pool.limit:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             pool.waiters.append(waiter)
@@ -411,7 +411,7 @@ class HttpClient:
                     pool.waiters.remove(waiter)
             idle = self._take_idle(pool)
             if idle is not None:
-                return idle
+                return idle, True
         pool.open += 1
         loop = asyncio.get_running_loop()
         try:
@@ -422,7 +422,7 @@ class HttpClient:
             pool.open -= 1
             self._wake(pool)
             raise
-        return connection
+        return connection, False
 
     def _release(self, pool: _Pool, connection: _Connection) -> None:
         if connection.reusable and not connection.closed:
