@@ -12,6 +12,7 @@ returns the zero value of its own type without computing anything (spec §3.2), 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 
 from ._functions import Function
@@ -34,13 +35,13 @@ from ._values import (
 Attributes = Mapping[str, str]
 
 
-class Node:
+class Node(ABC):
     __slots__ = ("depth", "type")
     type: ValueType
     depth: int
 
-    def ev(self, attrs: Attributes, errors: Errors) -> Value:
-        raise NotImplementedError
+    @abstractmethod
+    def ev(self, attrs: Attributes, errors: Errors) -> Value: ...
 
     def children(self) -> Sequence[Node]:
         return ()
@@ -121,8 +122,8 @@ class Unary(Node):
             return ZERO[self.type]
         return self.apply(self.cast(value, errors), errors)
 
-    def apply(self, value: Value, errors: Errors) -> Value:
-        raise NotImplementedError
+    @abstractmethod
+    def apply(self, value: Value, errors: Errors) -> Value: ...
 
 
 class Not(Unary):
@@ -171,8 +172,8 @@ class Binary(Node):
             return ZERO[self.type]
         return self.apply(self.left_cast(left, errors), self.right_cast(right, errors), errors)
 
-    def apply(self, left: Value, right: Value, errors: Errors) -> Value:
-        raise NotImplementedError
+    @abstractmethod
+    def apply(self, left: Value, right: Value, errors: Errors) -> Value: ...
 
 
 class Arithmetic(Binary):
