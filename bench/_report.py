@@ -172,3 +172,21 @@ def write_json(path: Path, payload: Mapping[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
+
+
+def result_header(name: str, elapsed: float, options: Any, repo: Path) -> dict[str, Any]:
+    """What every result JSON starts with: which benchmark, when, where, which commit, how."""
+    return {
+        "benchmark": name,
+        "date": utc_now(),
+        "elapsed_s": round(elapsed, 1),
+        "machine": machine_info(),
+        "source": source_revision(repo),
+        "settings": {
+            "duration_s": options.duration_s,
+            "runs": options.runs,
+            "connections": options.connections,
+            "wrk_threads": options.threads,
+            "warmup_s": options.warmup_s,
+        },
+    }

@@ -27,13 +27,12 @@ from bench._cli import Options, parse_options
 from bench._load import Measurement, fresh_run_id, measure
 from bench._report import (
     Ratio,
-    machine_info,
     markdown_table,
     medians,
     noise_note,
     progress,
+    result_header,
     run_interleaved,
-    source_revision,
     spread,
     utc_now,
     write_json,
@@ -319,18 +318,11 @@ def _report(
     if note:
         print(note + "\n", flush=True)
     total_errors = sum(errors.values())
+    header = result_header(NAME, elapsed, options, REPO_ROOT)
     payload = {
-        "benchmark": NAME,
-        "date": utc_now(),
-        "elapsed_s": round(elapsed, 1),
-        "machine": machine_info(),
-        "source": source_revision(REPO_ROOT),
+        **header,
         "settings": {
-            "duration_s": options.duration_s,
-            "runs": options.runs,
-            "connections": options.connections,
-            "wrk_threads": options.threads,
-            "warmup_s": options.warmup_s,
+            **header["settings"],
             "gunicorn": {"workers": options.workers, "worker_class": "sync"},
             "event_bytes": DEFAULT_EVENT.wire_size(),
             "quick": options.quick,
