@@ -45,10 +45,19 @@ test: lint ## Lint, type-check and run the whole test suite
 .PHONY: check
 check: lint unit ## Fast checks first: lint, types, unit tests
 
+# make run LOG=kafka with no BOOTSTRAP_SERVERS starts a local Kafka-protocol server (Tansu) too.
+LOG ?= sqlite
+BOOTSTRAP_SERVERS ?=
+RUN_ARGS = --manifests k8s/rendered/shop.yaml --functions-dir functions --data-dir .cascade \
+	--port $(PORT) --base-port $(BASE_PORT) --log $(LOG)
+
 .PHONY: run
-run: $(STAMP) ## Run the shop locally: broker :8080 (PORT), functions from :8081 (BASE_PORT); Ctrl-C stops
-	$(BIN)/cascade run --manifests k8s/rendered/shop.yaml --functions-dir functions --data-dir .cascade \
-		--port $(PORT) --base-port $(BASE_PORT)
+run: $(STAMP) ## Run the shop locally: broker :8080 (PORT), functions from :8081 (BASE_PORT), LOG=sqlite|memory|kafka; Ctrl-C stops
+ifeq ($(LOG)$(BOOTSTRAP_SERVERS),kafka)
+	$(BIN)/python -m scripts.kafka_server $(BIN)/cascade run $(RUN_ARGS)
+else
+	$(BIN)/cascade run $(RUN_ARGS) $(if $(BOOTSTRAP_SERVERS),--bootstrap-servers $(BOOTSTRAP_SERVERS))
+endif
 
 .PHONY: bench
 bench: $(STAMP) ## Run the benchmarks in bench/ and print ratio tables

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from scripts.kafka_server import tansu_broker
 
 from cascade.broker.log.partitioner import partition_for_key
 from tests.conformance.harness import (
@@ -16,7 +17,6 @@ from tests.conformance.harness import (
     wait_for_event,
     write_manifests,
 )
-from tests.kafka_server import tansu_broker
 
 pytestmark = pytest.mark.kafka
 

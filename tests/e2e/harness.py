@@ -109,6 +109,7 @@ class ShopRun:
     data_dir: Path
     manifests: Path
     env: Mapping[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # more `cascade run` options, e.g. the broker log's
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     child_pids: list[int] = field(default_factory=list)
@@ -144,6 +145,7 @@ class ShopRun:
                     "0",
                     "--base-port",
                     "0",
+                    *self.args,
                 ],
                 cwd=ROOT,
                 env=environment,

@@ -13,6 +13,7 @@ import click
 from cascade.broker.banner import loop_risks, render_startup
 from cascade.broker.log.base import LogError
 from cascade.broker.log.factory import LogKind
+from cascade.broker.log.options import check_log_options, log_options
 from cascade.broker.manifests import ManifestError, Topology, load_topology
 from cascade.broker.server import BrokerServer, new_event_loop
 from cascade.broker.service_urls import ServiceUrlError, parse_service_urls
@@ -47,15 +48,7 @@ EXIT_START_FAILED = 1
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--log",
-    "log_kind",
-    type=click.Choice(["sqlite", "memory", "kafka"]),
-    default="sqlite",
-    show_default=True,
-    help="Where events are stored: durable sqlite files, memory, or a Kafka cluster.",
-)
-@click.option("--bootstrap-servers", help="Kafka HOST:PORT[,HOST:PORT] for --log kafka.")
+@log_options
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -109,6 +102,7 @@ def broker(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    check_log_options(log_kind, bootstrap_servers)
     try:
         urls = parse_service_urls(service_urls)
     except ServiceUrlError as exc:

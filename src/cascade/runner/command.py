@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from cascade.broker.banner import summarize_notices
+from cascade.broker.log.factory import LogKind
+from cascade.broker.log.options import check_log_options, log_options
 from cascade.broker.manifests import ManifestError
 from cascade.runner.plan import PlanError, make_plan
 from cascade.runner.run import Runner, RunOptions
@@ -45,6 +47,7 @@ EXIT_MANIFEST_ERROR = 2
     type=click.Path(file_okay=False, path_type=Path),
     help="Broker log, function stores, logs/ and run.json; running again resumes from it.",
 )
+@log_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address everything binds.")
 @click.option(
     "--port",
@@ -106,6 +109,8 @@ def run(
     manifests: tuple[Path, ...],
     functions_dir: Path,
     data_dir: Path,
+    log_kind: LogKind,
+    bootstrap_servers: str | None,
     host: str,
     port: int,
     base_port: int,
@@ -118,7 +123,8 @@ def run(
 ) -> None:
     """Run the broker and every function locally, and show each delivery as it happens.
 
-    Starts `cascade broker` on the manifests (sqlite log in --data-dir) and one `cascade serve`
+    Starts `cascade broker` on the manifests (its log: --log, sqlite in --data-dir by default,
+    or a Kafka cluster with --log kafka --bootstrap-servers) and one `cascade serve`
     per folder of --functions-dir holding a func.py, each on its own port. A Trigger's
     subscriber.ref and a dead-letter sink's ref to a Knative Service reach the function of that
     name; a SinkBinding's subject gets K_SINK (the shop's order API publishes to the broker).
@@ -138,6 +144,7 @@ def run(
     something cannot start (port in use, a function fails: its output is shown), 2 for an
     invalid manifest or option.
     """
+    check_log_options(log_kind, bootstrap_servers)
     forward = _forward_url(otlp_endpoint)
     try:
         plan = make_plan(
@@ -166,6 +173,8 @@ def run(
         trace_max_age_seconds=trace_max_hours * 3600,
         quiet=quiet,
         cwd=Path.cwd(),
+        log_kind=log_kind,
+        bootstrap_servers=bootstrap_servers,
     )
     sys.exit(Runner(plan, options).run())
 

@@ -1,7 +1,8 @@
 """The life of one ``cascade run``: start, wait until ready, watch, stop in order.
 
-1. Lock the data directory, start the broker (``cascade broker``, sqlite log in the data
-   directory) and one ``cascade serve`` per function, each in its own process group.
+1. Lock the data directory, start the broker (``cascade broker``; its log is sqlite in the
+   data directory unless ``--log`` says otherwise) and one ``cascade serve`` per function,
+   each in its own process group.
 2. Wait (bounded) for the broker's ``/-/health`` and every function's ``/health/readiness``,
    saying what is ready; a child that exits meanwhile stops the start with its output's tail.
 3. Write ``run.json``, print the endpoint table, then one line per delivery from the broker's
@@ -32,6 +33,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from cascade.broker.log.options import broker_log_args
 from cascade.runner.display import format_activity, render_endpoints, shown_path, use_color
 from cascade.runner.feed import ActivityClient, FeedError
 from cascade.runner.plan import RunPlan
@@ -70,6 +72,8 @@ class RunOptions:
     trace_max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS
     quiet: bool = False
     cwd: Path = Path(".")
+    log_kind: str = "sqlite"
+    bootstrap_servers: str | None = None
 
 
 class Runner:
@@ -139,8 +143,11 @@ class Runner:
     def _run(self) -> int:
         plan = self.plan
         logs = plan.data_dir / "logs"
+        where = self.options.bootstrap_servers
+        log = f"{self.options.log_kind} log" + (f" at {where}" if where else "")
         self._progress(
-            f"starting the broker and {len(plan.functions)} functions (logs in {shown_path(logs)}/)"
+            f"starting the broker ({log}) and {len(plan.functions)} functions "
+            f"(logs in {shown_path(logs)}/)"
         )
         base_env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         # Every process exports its spans to our receiver (bound now, served once the children
@@ -180,6 +187,7 @@ class Runner:
             str(plan.data_dir),
             "--drain-seconds",
             f"{self.options.drain_seconds:g}",
+            *broker_log_args(self.options.log_kind, self.options.bootstrap_servers),
         ]
         self._broker = spawn(
             "broker", broker_argv, env=base_env, cwd=self.options.cwd, log=logs / "broker.log"

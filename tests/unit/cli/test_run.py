@@ -6,10 +6,12 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from cascade.broker.log.options import broker_log_args
 from cascade.broker.manifests import ManifestError
 from cascade.cli import main
 from cascade.runner.plan import PlanError, make_plan
@@ -170,6 +172,9 @@ def test_ports_beyond_65535_exit_2(tmp_path: Path) -> None:
         (["--port", "70000"], "--port"),
         (["--startup-timeout", "0"], "--startup-timeout"),
         (["--functions-dir", "/no/such/dir"], "does not exist"),
+        (["--log", "kafka"], "--log kafka needs --bootstrap-servers HOST:PORT"),
+        (["--log", "nosuch"], "'nosuch' is not one of 'sqlite', 'memory', 'kafka'"),
+        (["--bootstrap-servers", "127.0.0.1:9092"], "is for --log kafka, not --log sqlite"),
     ],
 )
 def test_bad_options_exit_2(args: list[str], message: str) -> None:
@@ -234,3 +239,21 @@ spec:
     assert order.triggers == ()
     assert order.sink is None
     assert plan.ingress == {}
+
+
+def test_run_and_broker_share_the_log_options() -> None:
+    """`cascade run` passes --log/--bootstrap-servers on to its broker: same choices, same help."""
+    from cascade.broker.command import broker
+    from cascade.runner.command import run as run_command
+
+    def log_params(command: click.Command) -> list[dict[str, object]]:
+        return [
+            param.to_info_dict()
+            for param in command.params
+            if param.name in ("log_kind", "bootstrap_servers")
+        ]
+
+    assert len(log_params(run_command)) == 2
+    assert log_params(run_command) == log_params(broker)
+    assert broker_log_args("kafka", "h:1") == ["--log", "kafka", "--bootstrap-servers", "h:1"]
+    assert broker_log_args("memory", None) == ["--log", "memory"]

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from scripts.kafka_server import tansu_broker
 
 from cascade.broker.log.base import BrokerLog
 from cascade.broker.log.memory import MemoryLog
 from cascade.broker.log.sqlite import SqliteLog
-from tests.kafka_server import tansu_broker
 
 
 @dataclass

