@@ -27,6 +27,7 @@ from cascade.context import HttpContext
 from cascade.dispatch import Answer, Dispatcher, problem
 from cascade.function import Function, Route
 from cascade.idempotency import Deduper
+from cascade.identity import SenderVerifier
 from cascade.publish import Publisher
 from cascade.settings import Settings
 from cascade.store import Store
@@ -105,6 +106,7 @@ class Runtime:
             function_metrics=self.function_metrics,
         )
         self._draining = threading.Event()
+        self.sender_verifier = _sender_verifier(settings)
 
     def publisher(self) -> Publisher:
         """The process's publisher to K_SINK, created on first use (after fork)."""
@@ -130,6 +132,18 @@ class Runtime:
         if self._publisher is not None:
             self._publisher.close()
         self.store.dispose()
+
+
+def _sender_verifier(settings: Settings) -> SenderVerifier | None:
+    if settings.oidc_audience is None:
+        return None
+    return SenderVerifier(
+        audience=settings.oidc_audience,
+        issuer=settings.oidc_issuer,
+        jwks_url=settings.oidc_jwks_url,
+        allowed_subjects=settings.oidc_allowed_subjects,
+        leeway_seconds=settings.oidc_leeway_seconds,
+    )
 
 
 def runtime_of(app: Flask) -> Runtime:
@@ -210,6 +224,7 @@ class EventEndpoint:
         self.max_body = runtime.settings.max_body_bytes
         self.dispatcher = runtime.dispatcher
         self.metrics = runtime.metrics
+        self.verifier = runtime.sender_verifier
 
     def wrap(self, flask_wsgi: WSGIApplication) -> WSGIApplication:
         def cascade_wsgi(
@@ -237,6 +252,16 @@ class EventEndpoint:
             body, headers = problem(503, "shutting down; deliver this event again")
             headers["Retry-After"] = "1"
             return Answer(503, headers, body, "unavailable")
+        if self.verifier is not None:
+            refusal = self.verifier.check(environ.get("HTTP_AUTHORIZATION"))
+            if refusal is not None:
+                self.metrics.refuse_sender(refusal.reason)
+                body, headers = problem(refusal.status, refusal.detail, reason=refusal.reason)
+                if refusal.status == 503:
+                    headers["Retry-After"] = "5"
+                else:
+                    headers["WWW-Authenticate"] = refusal.www_authenticate()
+                return Answer(refusal.status, headers, body, "refused")
         try:
             message = parse_wsgi(environ, _read_body(environ, self.max_body))
         except BindingError as exc:

@@ -64,6 +64,8 @@ class Answer:
 
 _TITLES: Final = {
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Content Too Large",

@@ -54,6 +54,12 @@ class Settings:
     threads: int = 1
     graceful_timeout_seconds: float = 30.0
     timeout_seconds: float = 60.0
+    # Sender identity (cascade.identity): unset audience = no token needed.
+    oidc_audience: str | None = None
+    oidc_issuer: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_allowed_subjects: tuple[str, ...] = ()
+    oidc_leeway_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         _check(self.max_body_bytes > 0, "CASCADE_MAX_BODY_BYTES", self.max_body_bytes, "> 0")
@@ -87,6 +93,7 @@ class Settings:
             "> 0",
         )
         _check(self.timeout_seconds > 0, "CASCADE_TIMEOUT", self.timeout_seconds, "> 0")
+        self._check_oidc()
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(
                 f"CASCADE_LOG_LEVEL={self.log_level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
@@ -110,6 +117,33 @@ class Settings:
                     f"K_CE_OVERRIDES: extension {name!r} must be a lowercase [a-z0-9] name "
                     "with a string value"
                 )
+
+    def _check_oidc(self) -> None:
+        _check(
+            0 <= self.oidc_leeway_seconds <= 300,
+            "CASCADE_OIDC_LEEWAY",
+            self.oidc_leeway_seconds,
+            "in 0..300 seconds",
+        )
+        for name, url in (
+            ("CASCADE_OIDC_ISSUER", self.oidc_issuer),
+            ("CASCADE_OIDC_JWKS_URL", self.oidc_jwks_url),
+        ):
+            if url is not None:
+                parts = urlsplit(url)
+                if parts.scheme not in ("http", "https") or not parts.netloc:
+                    raise SettingsError(f"{name}={url!r}: must be an http(s):// URL")
+        configured = self.oidc_issuer or self.oidc_jwks_url or self.oidc_allowed_subjects
+        if self.oidc_audience is None and configured:
+            raise SettingsError(
+                "CASCADE_OIDC_ISSUER, _JWKS_URL or _ALLOWED_SUBJECTS is set but "
+                "CASCADE_OIDC_AUDIENCE is not: set the audience to require tokens"
+            )
+        if self.oidc_audience is not None and not (self.oidc_issuer or self.oidc_jwks_url):
+            raise SettingsError(
+                "CASCADE_OIDC_AUDIENCE is set: also set CASCADE_OIDC_ISSUER (keys found by "
+                "OIDC discovery) or CASCADE_OIDC_JWKS_URL"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -136,6 +170,11 @@ class Settings:
         values["threads"] = reader.integer("CASCADE_THREADS", 1)
         values["graceful_timeout_seconds"] = reader.number("CASCADE_GRACEFUL_TIMEOUT", 30.0)
         values["timeout_seconds"] = reader.number("CASCADE_TIMEOUT", 60.0)
+        values["oidc_audience"] = reader.text("CASCADE_OIDC_AUDIENCE")
+        values["oidc_issuer"] = reader.text("CASCADE_OIDC_ISSUER")
+        values["oidc_jwks_url"] = reader.text("CASCADE_OIDC_JWKS_URL")
+        values["oidc_allowed_subjects"] = reader.items("CASCADE_OIDC_ALLOWED_SUBJECTS")
+        values["oidc_leeway_seconds"] = reader.number("CASCADE_OIDC_LEEWAY", 30.0)
         values.update(overrides)
         return cls(**values)
 
@@ -188,6 +227,10 @@ class _Reader:
         if value != value or value in (float("inf"), float("-inf")):
             raise SettingsError(f"{name}={raw!r}: not a finite number")
         return value
+
+    def items(self, name: str) -> tuple[str, ...]:
+        raw = self.text(name)
+        return () if raw is None else tuple(i.strip() for i in raw.split(",") if i.strip())
 
     def flag(self, name: str, default: bool) -> bool:
         raw = self.text(name)

@@ -72,6 +72,12 @@ class Metrics:
             ["function", "status"],
             registry=registry,
         )
+        self.sender_refusals = Counter(
+            "cascade_sender_refusals",
+            "CloudEvent requests refused by the sender-identity check, by reason.",
+            ["function", "reason"],
+            registry=registry,
+        )
         self._duplicates = self.duplicates.labels(function)
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._live: list[Collector] = []
@@ -105,6 +111,9 @@ class Metrics:
 
     def reject(self, status: int) -> None:
         self.rejected.labels(self.function, str(status)).inc()
+
+    def refuse_sender(self, reason: str) -> None:
+        self.sender_refusals.labels(self.function, reason).inc()
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The scrape body and its content type (every worker's values in multiprocess mode)."""
