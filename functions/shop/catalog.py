@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from cascade.broker.manifests import load_topology
+from cascade.broker.topology import load_topology
 from cascade.events import EventRegistry, bound_type
 from cascade.loader import load_module
 from functions.shop.events import SHOP_EVENTS

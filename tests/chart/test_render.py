@@ -14,7 +14,7 @@ import pytest
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from cascade.broker.manifests import load_topology
+from cascade.broker.topology import load_topology
 from tests.chart.rules import knative_service_problems, reference_problems
 from tests.chart.support import (
     CHART,

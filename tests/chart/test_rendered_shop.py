@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from scripts import render_chart
 
-from cascade.broker.manifests import Topology, load_topology
+from cascade.broker.topology import Topology, load_topology
 from functions.shop.events import SHOP_EVENTS
 from tests.chart.support import ROOT, documents, named, of_kind, seconds
 

@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from cascade.binding import binary_headers
-from cascade.broker.dead_letter import dead_letter_event
-from cascade.broker.delivery import HttpResponse, Verdict, classify
+from cascade.broker.dispatch.dead_letter import dead_letter_event
+from cascade.broker.dispatch.delivery import HttpResponse, Verdict, classify
 from cascade.broker.event import StoredEvent
-from cascade.broker.manifests import Topology, TriggerConfig, load_topology
+from cascade.broker.topology import Topology, TriggerConfig, load_topology
 from cascade.testing import FunctionClient
 from tests.functions.conftest import FUNCTIONS, ROOT, ClientFactory, body, load, sink_events
 from tests.unit.runtime.sink import Sink

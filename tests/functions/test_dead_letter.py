@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from cascade.binding import binary_headers
-from cascade.broker.dead_letter import dead_letter_event
-from cascade.broker.delivery import HttpResponse
+from cascade.broker.dispatch.dead_letter import dead_letter_event
+from cascade.broker.dispatch.delivery import HttpResponse
 from cascade.broker.event import StoredEvent
 from cascade.testing import EventResult, FunctionClient
 from functions.shop import samples

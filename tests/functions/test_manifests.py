@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cascade.broker.banner import loop_risks
-from cascade.broker.manifests import Topology, load_topology
+from cascade.broker.topology import Topology, load_topology
 from cascade.events import bound_type
 from functions.payment.faults import Faults
 from functions.shop.events import SHOP_EVENTS

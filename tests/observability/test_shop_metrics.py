@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cascade.binding import binary_headers
-from cascade.broker.dead_letter import dead_letter_event
+from cascade.broker.dispatch.dead_letter import dead_letter_event
 from cascade.broker.event import StoredEvent
 from cascade.loader import load_module
 from cascade.settings import Settings

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from cascade import Function, HttpContext, Publisher
-from cascade.broker.tracing import reply_parent
+from cascade.broker.telemetry.tracing import reply_parent
 from cascade.loader import load_module
 from cascade.settings import Settings
 from cascade.telemetry.tracing import CONVERSATION_ID, ORIGIN_LINK, annotate_event_span

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cascade.broker.manifests import load_topology
+from cascade.broker.topology import load_topology
 from cascade.traces.store import StoredSpan
 from cascade.traces.waterfall import TraceTree
 from functions.shop.topology import ORIGIN, Origin, Saga

@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from cascade.broker.manifests import Topology, TriggerConfig
+from cascade.broker.topology import Topology, TriggerConfig
 
 __all__ = ["loop_risks", "render_startup", "summarize_notices"]
 

@@ -14,10 +14,10 @@ from cascade.broker.banner import loop_risks, render_startup
 from cascade.broker.log.base import LogError
 from cascade.broker.log.factory import LogKind
 from cascade.broker.log.options import check_log_options, log_options
-from cascade.broker.manifests import ManifestError, Topology, load_topology
 from cascade.broker.server import BrokerServer, new_event_loop
-from cascade.broker.service_urls import ServiceUrlError, parse_service_urls
 from cascade.broker.settings import DEFAULT_MAX_EVENT_BYTES, BrokerSettings
+from cascade.broker.topology import ManifestError, Topology, load_topology
+from cascade.broker.topology.service_urls import ServiceUrlError, parse_service_urls
 from cascade.telemetry.tracing import setup_tracing
 
 __all__ = ["broker"]

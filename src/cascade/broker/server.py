@@ -19,23 +19,23 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from cascade.broker.activity import ActivityFeed
-from cascade.broker.admin import Admin, TriggerView
-from cascade.broker.appender import Appender
-from cascade.broker.delivery import RetryPolicy
-from cascade.broker.dispatcher import TriggerDispatcher
-from cascade.broker.egress import EgressConfig, TriggerEgress
+from cascade.broker.dispatch.delivery import RetryPolicy
+from cascade.broker.dispatch.dispatcher import TriggerDispatcher
+from cascade.broker.dispatch.egress import EgressConfig, TriggerEgress
+from cascade.broker.dispatch.sender import HttpSender
 from cascade.broker.event import Record
-from cascade.broker.http_client import HttpClient
-from cascade.broker.ingress import BrokerEndpoint, Ingress, broker_path
+from cascade.broker.http.admin import Admin, TriggerView
+from cascade.broker.http.client import HttpClient
+from cascade.broker.ingress.appender import Appender
+from cascade.broker.ingress.receiver import BrokerEndpoint, Ingress, broker_path
 from cascade.broker.log.base import BrokerLog
 from cascade.broker.log.factory import open_log
-from cascade.broker.manifests import Topology, TriggerConfig
-from cascade.broker.metrics import BrokerMetrics
-from cascade.broker.sender import HttpSender
+from cascade.broker.log.tail import TailCache
 from cascade.broker.settings import BrokerSettings
-from cascade.broker.tail import TailCache
-from cascade.broker.tracing import BrokerTracing
+from cascade.broker.telemetry.activity import ActivityFeed
+from cascade.broker.telemetry.metrics import BrokerMetrics
+from cascade.broker.telemetry.tracing import BrokerTracing
+from cascade.broker.topology import Topology, TriggerConfig
 
 __all__ = ["BrokerServer", "describe_trigger", "new_event_loop"]
 

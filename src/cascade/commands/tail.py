@@ -11,7 +11,7 @@ from typing import Any, Final
 import click
 import orjson
 
-from cascade.broker.activity import OUTCOMES
+from cascade.broker.telemetry.activity import OUTCOMES
 from cascade.commands._discover import DATA_DIR_OPTION, broker_url
 from cascade.runner.display import format_activity, use_color
 from cascade.runner.feed import ActivityClient, FeedError, broker_origin

@@ -11,7 +11,7 @@ import click
 from cascade.broker.banner import summarize_notices
 from cascade.broker.log.factory import LogKind
 from cascade.broker.log.options import check_log_options, log_options
-from cascade.broker.manifests import ManifestError
+from cascade.broker.topology import ManifestError
 from cascade.runner.plan import PlanError, make_plan
 from cascade.runner.run import Runner, RunOptions
 from cascade.traces.receiver import traces_url

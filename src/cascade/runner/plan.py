@@ -32,8 +32,8 @@ from urllib.parse import urljoin
 
 import yaml
 
-from cascade.broker.ingress import broker_path
-from cascade.broker.manifests import MANIFEST_SUFFIXES, Topology, load_topology
+from cascade.broker.ingress.receiver import broker_path
+from cascade.broker.topology import MANIFEST_SUFFIXES, Topology, load_topology
 
 __all__ = ["FunctionPlan", "PlanError", "RunPlan", "discover_functions", "make_plan"]
 

@@ -10,8 +10,12 @@ import orjson
 import pytest
 from aiohttp import web
 
-from cascade.broker.activity import ActivityFeed, ActivityQuery, parse_query
-from cascade.broker.service_urls import ServiceUrlError, parse_service_url, parse_service_urls
+from cascade.broker.telemetry.activity import ActivityFeed, ActivityQuery, parse_query
+from cascade.broker.topology.service_urls import (
+    ServiceUrlError,
+    parse_service_url,
+    parse_service_urls,
+)
 
 
 def note(feed: ActivityFeed, event_id: str, outcome: str = "delivered") -> None:

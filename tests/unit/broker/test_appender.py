@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cascade.broker.appender import Appender
 from cascade.broker.event import StoredEvent
+from cascade.broker.ingress.appender import Appender
 from cascade.broker.log.base import LogError
 from cascade.broker.log.memory import MemoryLog
 

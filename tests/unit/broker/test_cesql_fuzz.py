@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from cascade.broker.cesql import CesqlError, EvaluationError, Expression, parse
 from cascade.broker.cesql._like import LikePattern
-from cascade.broker.filters import FilterValidationError, compile_trigger_filter
+from cascade.broker.dispatch.filters import FilterValidationError, compile_trigger_filter
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -6,8 +6,8 @@ import base64
 
 from multidict import CIMultiDict
 
-from cascade.broker.dead_letter import ERROR_DATA_LIMIT, dead_letter_event
-from cascade.broker.delivery import HttpResponse
+from cascade.broker.dispatch.dead_letter import ERROR_DATA_LIMIT, dead_letter_event
+from cascade.broker.dispatch.delivery import HttpResponse
 from cascade.broker.event import StoredEvent
 
 EVENT = StoredEvent(

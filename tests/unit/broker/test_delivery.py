@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from cascade.broker.delivery import (
+from cascade.broker.dispatch.delivery import (
     HttpResponse,
     RetryPolicy,
     TransportError,
@@ -15,7 +15,7 @@ from cascade.broker.delivery import (
     classify,
     deliver,
 )
-from cascade.broker.delivery_spec import DeliverySpec
+from cascade.broker.topology.delivery_spec import DeliverySpec
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204, 299])

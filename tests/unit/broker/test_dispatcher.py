@@ -8,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cascade.broker.dispatcher import TriggerDispatcher
+from cascade.broker.dispatch.dispatcher import TriggerDispatcher
 from cascade.broker.event import Record, StoredEvent
 from cascade.broker.log.memory import MemoryLog
-from cascade.broker.tail import TailCache
+from cascade.broker.log.tail import TailCache
 
 GROUP = "knative-trigger-ns-t"
 

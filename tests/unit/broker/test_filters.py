@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cascade.broker.filters import (
+from cascade.broker.dispatch.filters import (
     Filter,
     FilterValidationError,
     compile_trigger_filter,

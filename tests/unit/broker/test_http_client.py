@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import pytest
 from aiohttp import web
 
-from cascade.broker.http_client import HttpClient, HttpProtocolError
+from cascade.broker.http.client import HttpClient, HttpProtocolError
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from cascade.broker.event import StoredEvent
-from cascade.broker.http_event import (
+from cascade.broker.http.event import (
     ContentMode,
     InvalidEvent,
     binary_headers,

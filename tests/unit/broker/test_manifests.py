@@ -9,15 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cascade.broker.delivery_spec import MAX_BACKOFF_SECONDS, DeliverySpec
-from cascade.broker.manifests import (
-    MAX_DOCUMENTS_PER_FILE,
-    MAX_FILE_BYTES,
-    ManifestError,
-    ServiceConfig,
-    Topology,
-    load_topology,
-)
+from cascade.broker.topology import ManifestError, ServiceConfig, Topology, load_topology
+from cascade.broker.topology.build import MAX_DOCUMENTS_PER_FILE, MAX_FILE_BYTES
+from cascade.broker.topology.delivery_spec import MAX_BACKOFF_SECONDS, DeliverySpec
 
 FIXTURES = Path(__file__).parent / "manifests"
 ORDER = "kafka.eventing.knative.dev/delivery.order"

@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cascade.broker.manifests import ManifestError, Topology, load_topology
+from cascade.broker.topology import ManifestError, Topology, load_topology
 
 pytestmark = pytest.mark.timeout(120)
 

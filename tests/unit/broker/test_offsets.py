@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from cascade.broker.offsets import PartitionOffsets
+from cascade.broker.dispatch.offsets import PartitionOffsets
 
 
 def test_starts_at_the_given_offset_with_nothing_to_commit() -> None:

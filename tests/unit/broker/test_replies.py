@@ -6,9 +6,15 @@ import orjson
 import pytest
 from multidict import CIMultiDict
 
-from cascade.broker.delivery import HttpResponse
+from cascade.broker.dispatch.delivery import HttpResponse
+from cascade.broker.dispatch.replies import (
+    HOPS_EXTENSION,
+    AnswerKind,
+    hops_of,
+    interpret_answer,
+    with_hop,
+)
 from cascade.broker.event import StoredEvent
-from cascade.broker.replies import HOPS_EXTENSION, AnswerKind, hops_of, interpret_answer, with_hop
 
 CE = {"ce-specversion": "1.0", "ce-id": "r1", "ce-source": "/fn", "ce-type": "reply"}
 

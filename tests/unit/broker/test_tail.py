@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cascade.broker.event import Record, StoredEvent
-from cascade.broker.tail import TailCache
+from cascade.broker.log.tail import TailCache
 
 
 def record(partition: int, offset: int, size: int = 10) -> Record:

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from cascade.broker.log.options import broker_log_args
-from cascade.broker.manifests import ManifestError
+from cascade.broker.topology import ManifestError
 from cascade.cli import main
 from cascade.runner.plan import PlanError, make_plan
 from cascade.runner.state import lock_data_dir

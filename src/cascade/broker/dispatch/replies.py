@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from cascade.broker.delivery import HttpResponse
+from cascade.broker.dispatch.delivery import HttpResponse
 from cascade.broker.event import StoredEvent
-from cascade.broker.http_event import ContentMode, InvalidEvent, content_mode, event_from_http
+from cascade.broker.http.event import ContentMode, InvalidEvent, content_mode, event_from_http
 
 __all__ = ["HOPS_EXTENSION", "Answer", "AnswerKind", "hops_of", "interpret_answer", "with_hop"]
 

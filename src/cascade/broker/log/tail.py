@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cascade.broker.event import Record
-from cascade.broker.http_event import event_size
+from cascade.broker.http.event import event_size
 
 __all__ = ["TailCache"]
 

@@ -21,10 +21,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from cascade.broker.dispatch.offsets import PartitionOffsets
 from cascade.broker.event import Record
 from cascade.broker.log.base import BrokerLog
-from cascade.broker.offsets import PartitionOffsets
-from cascade.broker.tail import TailCache
+from cascade.broker.log.tail import TailCache
 
 __all__ = ["PartitionState", "RecordProcessor", "TriggerDispatcher"]
 

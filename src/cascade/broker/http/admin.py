@@ -12,8 +12,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from cascade.broker.dispatcher import TriggerDispatcher
-from cascade.broker.metrics import BrokerMetrics
+from cascade.broker.dispatch.dispatcher import TriggerDispatcher
+from cascade.broker.telemetry.metrics import BrokerMetrics
 
 __all__ = ["Admin", "TriggerView"]
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import aiohttp
 from opentelemetry.trace import Span, Status, StatusCode
 
-from cascade.broker.delivery import HttpResponse, TransportError, Verdict, classify
+from cascade.broker.dispatch.delivery import HttpResponse, TransportError, Verdict, classify
 from cascade.broker.event import StoredEvent
-from cascade.broker.http_client import HttpClient, HttpProtocolError
-from cascade.broker.http_event import binary_headers
-from cascade.broker.metrics import BrokerMetrics
-from cascade.broker.tracing import BrokerTracing, headers_for, incoming_context
+from cascade.broker.http.client import HttpClient, HttpProtocolError
+from cascade.broker.http.event import binary_headers
+from cascade.broker.telemetry.metrics import BrokerMetrics
+from cascade.broker.telemetry.tracing import BrokerTracing, headers_for, incoming_context
 
 __all__ = ["AttemptTarget", "HttpSender"]
 

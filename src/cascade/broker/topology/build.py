@@ -13,7 +13,7 @@ What is taken from where:
   exponential, PT0.2S; §3.2).
 - Triggers: the effective delivery is the Trigger's whole ``spec.delivery`` if set, else the
   Broker's, else none: fields are never merged (§3.2). Filters are compiled by
-  :func:`cascade.broker.filters.compile_trigger_filter`. Ordering comes from the
+  :func:`cascade.broker.dispatch.filters.compile_trigger_filter`. Ordering comes from the
   ``kafka.eventing.knative.dev/delivery.order`` annotation (§6.3).
 - Destinations (``subscriber``, ``deadLetterSink``): an absolute ``uri`` is used as is; a ``ref``
   must name a Knative Service, whose URL comes from ``service_urls`` (given by ``cascade run``),
@@ -43,7 +43,8 @@ from yaml.reader import Reader, ReaderError
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
-from cascade.broker.delivery_spec import (
+from cascade.broker.dispatch.filters import Filter, FilterValidationError, compile_trigger_filter
+from cascade.broker.topology.delivery_spec import (
     BROKER_DEFAULT_DELIVERY,
     DeliverySpec,
     SpecFieldError,
@@ -51,7 +52,6 @@ from cascade.broker.delivery_spec import (
     field_name,
     parse_delivery,
 )
-from cascade.broker.filters import Filter, FilterValidationError, compile_trigger_filter
 
 __all__ = [
     "BROKER_CLASS_ANNOTATION",

@@ -3,7 +3,7 @@
 A Trigger's ``subscriber.ref`` (or a dead-letter sink's ``ref``) names a Knative Service; on a
 cluster Knative resolves it, locally ``cascade run`` starts the function and tells the broker
 its URL with this option. A given URL wins over the manifest's ``cascade.dev/url`` annotation
-and ``status`` (see :func:`cascade.broker.manifests.load_topology`).
+and ``status`` (see :func:`cascade.broker.topology.load_topology`).
 """
 
 from __future__ import annotations

@@ -19,21 +19,27 @@ from dataclasses import dataclass
 
 from opentelemetry.trace import Status, StatusCode
 
-from cascade.broker.activity import ActivityFeed
-from cascade.broker.dead_letter import dead_letter_event
-from cascade.broker.delivery import (
+from cascade.broker.dispatch.dead_letter import dead_letter_event
+from cascade.broker.dispatch.delivery import (
     DeliveryResult,
     HttpResponse,
     RetryPolicy,
     TransportError,
     deliver,
 )
+from cascade.broker.dispatch.filters import Filter
+from cascade.broker.dispatch.replies import (
+    HOPS_EXTENSION,
+    AnswerKind,
+    hops_of,
+    interpret_answer,
+    with_hop,
+)
+from cascade.broker.dispatch.sender import AttemptTarget, HttpSender
 from cascade.broker.event import Record, StoredEvent
-from cascade.broker.filters import Filter
-from cascade.broker.metrics import BrokerMetrics, Outcome
-from cascade.broker.replies import HOPS_EXTENSION, AnswerKind, hops_of, interpret_answer, with_hop
-from cascade.broker.sender import AttemptTarget, HttpSender
-from cascade.broker.tracing import BrokerTracing, headers_for, reply_parent
+from cascade.broker.telemetry.activity import ActivityFeed
+from cascade.broker.telemetry.metrics import BrokerMetrics, Outcome
+from cascade.broker.telemetry.tracing import BrokerTracing, headers_for, reply_parent
 
 __all__ = ["EgressConfig", "Publish", "TriggerEgress", "with_kafka_metadata"]
 

@@ -12,7 +12,7 @@ import base64
 import logging
 import re
 
-from cascade.broker.delivery import HttpResponse
+from cascade.broker.dispatch.delivery import HttpResponse
 from cascade.broker.event import StoredEvent
 
 __all__ = ["ERROR_DATA_LIMIT", "dead_letter_event"]

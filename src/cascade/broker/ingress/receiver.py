@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from cascade.broker.appender import Appender
 from cascade.broker.event import StoredEvent
-from cascade.broker.http_event import (
+from cascade.broker.http.event import (
     ContentMode,
     InvalidEvent,
     binary_attributes,
@@ -25,9 +24,10 @@ from cascade.broker.http_event import (
     event_size,
     structured_event,
 )
+from cascade.broker.ingress.appender import Appender
 from cascade.broker.log.base import LogError
-from cascade.broker.metrics import BrokerMetrics
-from cascade.broker.tracing import BrokerTracing, headers_for, incoming_context
+from cascade.broker.telemetry.metrics import BrokerMetrics
+from cascade.broker.telemetry.tracing import BrokerTracing, headers_for, incoming_context
 
 __all__ = ["REASON_HEADER", "BrokerEndpoint", "Ingress", "broker_path"]
 

@@ -1,0 +1,1 @@
+"""Dispatch: per-Trigger consumers, filters, delivery with retries, replies and dead letters."""

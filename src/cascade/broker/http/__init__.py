@@ -1,0 +1,1 @@
+"""HTTP plumbing of the broker: the hot-path client, CloudEvents on HTTP, admin endpoints."""

@@ -1,0 +1,1 @@
+"""Broker telemetry: Prometheus metrics, trace propagation and the delivery activity feed."""
