@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from cascade.broker.topology import ManifestError, ServiceConfig, Topology, load_topology
-from cascade.broker.topology.build import MAX_DOCUMENTS_PER_FILE, MAX_FILE_BYTES
 from cascade.broker.topology.delivery_spec import MAX_BACKOFF_SECONDS, DeliverySpec
+from cascade.broker.topology.yaml_reader import MAX_DOCUMENTS_PER_FILE, MAX_FILE_BYTES
 
 FIXTURES = Path(__file__).parent / "manifests"
 ORDER = "kafka.eventing.knative.dev/delivery.order"
