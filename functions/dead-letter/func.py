@@ -33,18 +33,17 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
-from flask import current_app
 from sqlalchemy import JSON, LargeBinary, String, Text, UniqueConstraint, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from cascade import Context, Function, HttpContext
 from cascade.binding import BindingError, CloudEventMessage, is_json_content_type, parse_wsgi
+from cascade.http import fail, limit_arg, problem_response, read_body
 from cascade.telemetry.tracing import annotate_event_span
 from functions.shop import samples
 from functions.shop.clock import now_iso
 from functions.shop.events import OrderCancelled, OrderConfirmed
-from functions.shop.http import fail, limit_arg, problem_response
 
 # Added by the broker when it dead-letters an event (semantics §4.2); not part of the original.
 ERROR_EXTENSIONS: Final = ("knativeerrordest", "knativeerrorcode", "knativeerrordata", "reason")
@@ -126,18 +125,6 @@ def oldest_age(session: Session) -> float:
 # --------------------------------------------------------------------------- the sink
 
 
-def read_body(ctx: HttpContext) -> bytes:
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    environ = ctx.request.environ
-    if ctx.request.content_length is None and environ.get("wsgi.input_terminated") and limit:
-        # Chunked: read one byte past the limit ourselves rather than let it be cut short.
-        body: bytes = environ["wsgi.input"].read(limit + 1)
-        if len(body) > limit:
-            fail(413, f"body exceeds the {limit}-byte limit")
-        return body
-    return ctx.request.get_data(cache=False)
-
-
 def order_id_of(message: CloudEventMessage) -> str | None:
     key = message.attributes.get("partitionkey")
     if key:
@@ -155,7 +142,7 @@ def order_id_of(message: CloudEventMessage) -> str | None:
 @fn.route("/dead-letters", methods=["POST"])
 def receive(ctx: HttpContext) -> Any:
     try:
-        message = parse_wsgi(ctx.request.environ, read_body(ctx))
+        message = parse_wsgi(ctx.request.environ, read_body(ctx.request))
     except BindingError as exc:
         return problem_response(exc.status, exc.detail, attribute=exc.attribute)
     received = message.attributes
@@ -307,7 +294,7 @@ def get_dead_letter(ctx: HttpContext, dead_letter_id: int) -> Any:
     }
 
 
-@fn.route("/dead-letters/<int:dead_letter_id>/replayed", methods=["POST"])
+@fn.route("/dead-letters/<int:dead_letter_id>/replayed", methods=["POST"], admin=True)
 def mark_replayed(ctx: HttpContext, dead_letter_id: int) -> Any:
     row = ctx.store.get(DeadLetterRecord, dead_letter_id, with_for_update=True)
     if row is None:

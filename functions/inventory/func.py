@@ -28,6 +28,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from cascade import Context, DeadLetter, Function, HttpContext, Reply
+from cascade.http import problem_response
 from functions.shop import samples
 from functions.shop.events import (
     InventoryRejected,
@@ -41,7 +42,6 @@ from functions.shop.events import (
     Sku,
     keyed,
 )
-from functions.shop.http import problem_response
 
 RESERVED, REJECTED, RELEASED, SOLD = "RESERVED", "REJECTED", "RELEASED", "SOLD"
 

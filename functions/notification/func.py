@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cascade import Context, DeadLetter, Function, HttpContext, Retry
+from cascade.http import problem_response
 from functions.notification.mailer import (
     MailSettings,
     PermanentMailError,
@@ -34,7 +35,6 @@ from functions.notification.mailer import (
 from functions.shop import samples
 from functions.shop.clock import now_iso
 from functions.shop.events import OrderCancelled, OrderConfirmed
-from functions.shop.http import problem_response
 
 MailSettings.from_env()  # a bad SMTP_URL stops the server at start, with the reason
 

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cascade import Context, DeadLetter, Function, HttpContext, Reply
+from cascade.http import fail, limit_arg, problem_response, read_json
 from functions.order.models import (
     CANCELLED,
     CONFIRMED,
@@ -57,7 +58,6 @@ from functions.shop.events import (
     PaymentDeclined,
     keyed,
 )
-from functions.shop.http import fail, limit_arg, problem_response, read_json
 
 PUBLISHES: Final = (OrderCreated,)
 """Types this function originates through K_SINK (not replies); read by the catalog and tests."""
@@ -245,7 +245,7 @@ def get_order(ctx: HttpContext, order_id: str) -> Any:
     return order_document(ctx.store, order)
 
 
-@fn.route("/orders")
+@fn.route("/orders", admin=True)
 def list_orders(ctx: HttpContext) -> Any:
     relay(ctx)
     state = ctx.request.args.get("state")
@@ -264,7 +264,7 @@ def outbox_status(ctx: HttpContext) -> dict[str, int]:
     return {"pending": relay(ctx).pending()}
 
 
-@fn.route("/outbox/flush", methods=["POST"])
+@fn.route("/outbox/flush", methods=["POST"], admin=True)
 def outbox_flush(ctx: HttpContext) -> dict[str, int]:
     result = relay(ctx).flush()
     return {"published": result.published, "failed": result.failed, "pending": result.pending}

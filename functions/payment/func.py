@@ -19,6 +19,7 @@ from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from cascade import Context, DeadLetter, Function, HttpContext, Reply, Retry
+from cascade.http import problem_response, read_json
 from functions.payment.faults import Faults, ledger_for
 from functions.payment.gateway import GatewayRules
 from functions.shop import samples
@@ -31,7 +32,6 @@ from functions.shop.events import (
     PaymentDeclined,
     keyed,
 )
-from functions.shop.http import problem_response, read_json
 from functions.shop.prices import UnknownPrice, amount_cents
 
 # Checked at import, i.e. when the server starts: a bad variable stops it with a clear message.
@@ -188,7 +188,7 @@ def get_faults(ctx: HttpContext) -> dict[str, Any]:
     return faults_document(ctx.store)
 
 
-@fn.route("/faults", methods=["PUT"])
+@fn.route("/faults", methods=["PUT"], admin=True)
 def put_faults(ctx: HttpContext) -> dict[str, Any]:
     """Replace the setting; fields left out take the environment's defaults."""
     given = read_json(ctx.request, Faults, "fault setting")
@@ -209,7 +209,7 @@ def put_faults(ctx: HttpContext) -> dict[str, Any]:
     return faults_document(ctx.store)
 
 
-@fn.route("/faults", methods=["DELETE"])
+@fn.route("/faults", methods=["DELETE"], admin=True)
 def reset_faults(ctx: HttpContext) -> dict[str, Any]:
     row = ctx.store.get(FaultSetting, 1)
     if row is not None:

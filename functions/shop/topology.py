@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from cascade.events import Event, bound_type
+from cascade import Event, bound_type
 from functions.shop.events import (
     InventoryRejected,
     InventoryReserved,

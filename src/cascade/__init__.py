@@ -25,7 +25,7 @@ from cascade._version import __version__
 if TYPE_CHECKING:
     from cascade.app import create_app
     from cascade.context import Context, HttpContext
-    from cascade.events import Event, EventRegistry, registry
+    from cascade.events import Event, EventRegistry, bound_type, registry
     from cascade.function import Function
     from cascade.outcomes import DeadLetter, Drop, Retry
     from cascade.publish import Publisher, PublishError
@@ -39,6 +39,7 @@ _HOMES = {
     "Event": "cascade.events",
     "EventRegistry": "cascade.events",
     "registry": "cascade.events",
+    "bound_type": "cascade.events",
     "Function": "cascade.function",
     "DeadLetter": "cascade.outcomes",
     "Drop": "cascade.outcomes",
@@ -65,6 +66,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "__version__",
+    "bound_type",
     "create_app",
     "registry",
 ]

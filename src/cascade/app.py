@@ -24,8 +24,9 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from cascade._version import __version__
 from cascade.binding import BindingError, parse_wsgi
 from cascade.context import HttpContext
-from cascade.dispatch import Answer, Dispatcher, problem
+from cascade.dispatch import Answer, Dispatcher
 from cascade.function import Function, Route
+from cascade.http import BodyError, problem, read_limited
 from cascade.idempotency import Deduper
 from cascade.identity import SenderVerifier
 from cascade.publish import Publisher
@@ -263,7 +264,11 @@ class EventEndpoint:
                     headers["WWW-Authenticate"] = refusal.www_authenticate()
                 return Answer(refusal.status, headers, body, "refused")
         try:
-            message = parse_wsgi(environ, _read_body(environ, self.max_body))
+            message = parse_wsgi(environ, read_limited(environ, self.max_body))
+        except BodyError as exc:
+            self.metrics.reject(exc.status)
+            body, headers = problem(exc.status, exc.detail)
+            return Answer(exc.status, headers, body, "rejected")
         except BindingError as exc:
             self.metrics.reject(exc.status)
             body, headers = problem(exc.status, exc.detail, attribute=exc.attribute)
@@ -272,34 +277,6 @@ class EventEndpoint:
         if "HTTP_TRACEPARENT" in environ or "HTTP_BAGGAGE" in environ:
             parent = propagate.extract(environ, getter=_GETTER)
         return self.dispatcher.dispatch(message, parent)
-
-
-def _read_body(environ: Mapping[str, Any], max_body: int) -> bytes:
-    """The request body, straight from the WSGI input (werkzeug's wrappers cost more than
-    the whole parse, and silently truncate chunked bodies at the limit)."""
-    stream = environ["wsgi.input"]
-    raw_length = environ.get("CONTENT_LENGTH")
-    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-    if raw_length and not chunked:
-        try:
-            length = int(raw_length)
-        except ValueError:
-            length = -1
-        if length < 0:
-            raise BindingError(400, f"invalid Content-Length {raw_length!r}")
-        if length > max_body:
-            raise BindingError(413, f"body of {length} bytes exceeds the {max_body}-byte limit")
-        body: bytes = stream.read(length) if length else b""
-        if len(body) != length:
-            raise BindingError(400, f"body ended after {len(body)} of {length} bytes")
-        return body
-    if environ.get("wsgi.input_terminated"):
-        # Chunked (the server de-chunks): read one byte more than allowed to notice excess.
-        body = stream.read(max_body + 1)
-        if len(body) > max_body:
-            raise BindingError(413, f"body exceeds the {max_body}-byte limit")
-        return body
-    return b""  # no length and no terminated stream: nothing can be read safely
 
 
 def _add_ops_routes(app: Flask, runtime: Runtime) -> None:
@@ -320,7 +297,15 @@ def _add_ops_routes(app: Flask, runtime: Runtime) -> None:
     app.add_url_rule("/metrics", "cascade_metrics", metrics, methods=["GET"])
 
 
+def _not_found(**_path_values: Any) -> Response:
+    return _problem(404, f"no route for {request.path}; CloudEvents go to POST /")
+
+
 def _add_user_route(app: Flask, runtime: Runtime, route: Route) -> None:
+    if route.admin and not runtime.settings.admin_routes:
+        # Answered like an unknown path (not 403): a disabled operator route is not there.
+        app.add_url_rule(route.rule, route.endpoint, _not_found, methods=list(route.methods))
+        return
     logger = logging.getLogger(f"cascade.fn.{runtime.function.name}")
     store = runtime.store
 
@@ -373,8 +358,8 @@ def _add_error_handlers(app: Flask, runtime: Runtime) -> None:
     def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         if status == 404:
-            detail = f"no route for {request.path}; CloudEvents go to POST /"
-        elif status == 405 and isinstance(exc, MethodNotAllowed):
+            return _not_found()
+        if status == 405 and isinstance(exc, MethodNotAllowed):
             allowed = ", ".join(sorted(exc.valid_methods or ()))
             detail = f"{request.method} is not allowed on {request.path}; use {allowed}"
         elif status == 413:

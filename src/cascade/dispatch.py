@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import orjson
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -33,6 +32,7 @@ from cascade.binding import CloudEventMessage, binary_headers
 from cascade.context import Context
 from cascade.events import Event
 from cascade.function import Function, Handler
+from cascade.http import problem
 from cascade.idempotency import Deduper, StoredReply
 from cascade.outcomes import DeadLetter, Drop, Retry
 from cascade.publish import Publisher
@@ -43,9 +43,8 @@ from cascade.telemetry.logging import reset_event_log_fields, set_event_log_fiel
 from cascade.telemetry.metrics import OTHER_TYPE, Metrics
 from cascade.telemetry.tracing import CONVERSATION_ID, origin_links, traceparent_of
 
-__all__ = ["Answer", "Dispatcher", "problem"]
+__all__ = ["Answer", "Dispatcher"]
 
-PROBLEM_JSON: Final = "application/problem+json"
 _log = logging.getLogger("cascade.dispatch")
 _EMPTY_CONTEXT: Final = otel_context.Context()
 _REASON_MAX = 512
@@ -60,32 +59,6 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     outcome: str = "acked"
-
-
-_TITLES: Final = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Content Too Large",
-    415: "Unsupported Media Type",
-    422: "Unprocessable Content",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
-
-
-def problem(status: int, detail: str, **members: Any) -> tuple[bytes, dict[str, str]]:
-    """An RFC 9457 problem-details body and its headers."""
-    document: dict[str, Any] = {
-        "type": "about:blank",
-        "title": _TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-    }
-    document.update({k: v for k, v in members.items() if v is not None})
-    return orjson.dumps(document), {"Content-Type": PROBLEM_JSON}
 
 
 def kne_reason(reason: str) -> str:

@@ -46,6 +46,7 @@ class Route:
     func: Callable[..., Any]
     methods: tuple[str, ...]
     endpoint: str
+    admin: bool = False
 
 
 class Function:
@@ -128,11 +129,15 @@ class Function:
         self.examples.append(event)
         return event
 
-    def route(self, rule: str, *, methods: Iterable[str] = ("GET",)) -> Callable[[F], F]:
+    def route(
+        self, rule: str, *, methods: Iterable[str] = ("GET",), admin: bool = False
+    ) -> Callable[[F], F]:
         """Serve a plain HTTP endpoint: ``view(ctx: HttpContext) -> Flask response value``.
 
         ``ctx.store`` is a Session in a transaction committed when the view returns and
         rolled back when it raises. ``/``, ``/metrics`` and ``/health/*`` are reserved.
+        ``admin=True`` marks a route that changes operator state or shows private data: it
+        answers 404, like an unknown path, unless ``CASCADE_ADMIN_ROUTES=true``.
         """
         if rule == "/" or rule == "/metrics" or rule.startswith("/health/"):
             raise ValueError(f"route {rule!r} is reserved by the runtime")
@@ -142,7 +147,7 @@ class Function:
 
         def register(func: F) -> F:
             endpoint = f"route_{len(self._routes)}_{getattr(func, '__name__', 'view')}"
-            self._routes.append(Route(rule, func, verbs, endpoint))
+            self._routes.append(Route(rule, func, verbs, endpoint, admin))
             return func
 
         return register

@@ -45,6 +45,8 @@ class Settings:
     publish_backoff_seconds: float = 0.1
     publish_backoff_max_seconds: float = 5.0
     publish_timeout_seconds: float = 10.0
+    # Routes declared with admin=True (operator state, private data) answer 404 unless on.
+    admin_routes: bool = False
     # Logging.
     log_level: str = "INFO"
     # Serving (gunicorn).
@@ -163,6 +165,7 @@ class Settings:
         values["publish_backoff_seconds"] = reader.number("CASCADE_PUBLISH_BACKOFF", 0.1)
         values["publish_backoff_max_seconds"] = reader.number("CASCADE_PUBLISH_BACKOFF_MAX", 5.0)
         values["publish_timeout_seconds"] = reader.number("CASCADE_PUBLISH_TIMEOUT", 10.0)
+        values["admin_routes"] = reader.flag("CASCADE_ADMIN_ROUTES", False)
         values["log_level"] = (reader.text("CASCADE_LOG_LEVEL") or "INFO").upper()
         values["host"] = reader.text("CASCADE_HOST") or "127.0.0.1"
         values["port"] = reader.integer("PORT", 8080)

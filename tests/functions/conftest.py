@@ -89,6 +89,9 @@ def make_client(tmp_path: Path) -> Iterator[ClientFactory]:
             "sink": sink,
             "publish_retries": 0,
             "max_body_bytes": 64 * 1024,
+            # The operator routes (PUT /faults, ...) are on, as under `cascade run`;
+            # tests/functions/test_admin_routes.py checks them off.
+            "admin_routes": True,
         }
         values.update(settings)
         client = FunctionClient(load(name).fn, Settings(**values))

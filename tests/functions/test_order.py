@@ -3,6 +3,7 @@ machine driven by inventory and payment results."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from typing import Any
@@ -341,3 +342,28 @@ def test_results_for_unknown_orders(client: FunctionClient) -> None:
     assert result.status == 422
     assert "void" in result.headers["Kne-Reason"]
     assert client.get("/orders/ghost").status == 404
+
+
+def test_a_chunked_order_past_the_limit_is_413_not_cut_short(
+    client: FunctionClient, sink: Sink
+) -> None:
+    # Issue 10 row 6: valid JSON then padding, sent chunked (no Content-Length), used to be
+    # read up to the limit and accepted as the order it starts with.
+    padded = orjson.dumps(VALID) + b" " * (2 * 1024 * 1024)
+    response = client.http.post(
+        "/orders",
+        input_stream=io.BytesIO(padded),
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert "limit" in response.get_json()["detail"]
+    assert body(client.get("/orders")) == {"orders": []}
+    assert sink.requests == []
+    small = client.http.post(
+        "/orders",
+        input_stream=io.BytesIO(orjson.dumps(VALID) + b"  "),
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert small.status_code == 201  # the same order within the limit is taken

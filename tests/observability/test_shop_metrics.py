@@ -35,7 +35,7 @@ def order(tmp_path: Path) -> Iterator[FunctionClient]:
 
 @pytest.fixture
 def dead_letter(tmp_path: Path) -> Iterator[FunctionClient]:
-    settings = Settings(data_dir=tmp_path / "dead-letter")
+    settings = Settings(data_dir=tmp_path / "dead-letter", admin_routes=True)  # replay count
     with FunctionClient(load_module(ROOT / "functions" / "dead-letter").fn, settings) as client:
         yield client
 
