@@ -42,6 +42,7 @@ __all__ = ["AttemptLedger", "FaultMode", "Faults", "ledger_for", "roll"]
 
 FaultMode = Literal["error", "hang"]
 LEDGER_TTL_SECONDS = 24 * 3600.0
+SEED_MAX = 2**31 - 1
 
 
 class Faults(BaseModel):
@@ -59,7 +60,12 @@ class Faults(BaseModel):
         le=30.0,  # within gunicorn's worker timeout (CASCADE_TIMEOUT, 60 s)
         description="How long a hang lasts: longer than the Trigger's timeout.",
     )
-    seed: int = Field(default=0, description="Changes which events fail; same seed, same failures.")
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=SEED_MAX,  # the payment_faults.seed column is an INTEGER (32-bit on PostgreSQL)
+        description="Changes which events fail; same seed, same failures.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Faults:

@@ -31,7 +31,7 @@ from cascade.idempotency import Deduper
 from cascade.identity import SenderVerifier
 from cascade.publish import Publisher
 from cascade.settings import Settings
-from cascade.store import Store
+from cascade.store import Store, store_refusal
 from cascade.telemetry.function_metrics import commit_counts, metrics_scope
 from cascade.telemetry.metrics import Metrics
 from cascade.telemetry.tracing import setup_tracing
@@ -372,6 +372,9 @@ def _add_error_handlers(app: Flask, runtime: Runtime) -> None:
         return response
 
     def unexpected(exc: Exception) -> Response:
+        refusal = store_refusal(exc)
+        if refusal is not None:
+            return _problem(422, refusal)
         _log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
         return _problem(500, "internal error; the function's logs have the details")
 

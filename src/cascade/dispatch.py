@@ -37,7 +37,7 @@ from cascade.idempotency import Deduper, StoredReply
 from cascade.outcomes import DeadLetter, Drop, Retry
 from cascade.publish import Publisher
 from cascade.reply import Reply, outgoing_attributes
-from cascade.store import Store
+from cascade.store import Store, store_refusal
 from cascade.telemetry.function_metrics import BoundMetrics, commit_counts, metrics_scope
 from cascade.telemetry.logging import reset_event_log_fields, set_event_log_fields
 from cascade.telemetry.metrics import OTHER_TYPE, Metrics
@@ -182,6 +182,9 @@ class Dispatcher:
             _log.info("handler dropped the event: %s", signal.reason or "(no reason)")
             return Answer(204, {}, b"", "dropped")
         except Exception as exc:
+            refusal = store_refusal(exc)
+            if refusal is not None:
+                return self._dead_letter(span, refusal)
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             _log.exception("handler %s failed", handler.name)

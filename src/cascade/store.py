@@ -32,10 +32,10 @@ from sqlalchemy import (
     inspect,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DataError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Store", "StoreError", "dedupe_table"]
+__all__ = ["Store", "StoreError", "dedupe_table", "store_refusal"]
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 # Execution option for connections that only read: SQLite then begins a deferred
@@ -43,6 +43,24 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 READ_ONLY = "cascade_read_only"
 
 _runtime_metadata = MetaData()
+
+
+def store_refusal(exc: BaseException) -> str | None:
+    """Why the store refused a value the models let through, or None for any other error.
+
+    Such data fits the event's or request's model but not the database (a string longer than
+    its column, a NUL in a PostgreSQL text field, an integer past the column's range): the
+    input is at fault, so callers answer 422 (an event then goes to the dead-letter sink with
+    this reason) instead of 500 and a retry that can never succeed.
+    """
+    if isinstance(exc, DataError):
+        first_line = str(exc.orig).strip().splitlines()[:1] or ["(no detail)"]
+        return f"the store refused a value: {first_line[0]}"
+    # SQLite's driver raises this itself, before SQLAlchemy can wrap it.
+    if isinstance(exc, OverflowError) and "SQLite INTEGER" in str(exc):
+        return "the store refused a value: an integer is out of its column's range"
+    return None
+
 
 dedupe_table = Table(
     "cascade_dedupe",
