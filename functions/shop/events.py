@@ -24,9 +24,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from cascade import Event, Reply
+from functions.shop.email_address import one_address
 
 __all__ = [
     "CURRENCY",
@@ -77,6 +78,7 @@ Email = Annotated[
     str,
     StringConstraints(max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"),
     Field(description="Where the order's email goes: local@domain.tld."),
+    AfterValidator(one_address),
 ]
 Quantity = Annotated[int, Field(ge=1, le=1000, description="How many units: 1 to 1000.")]
 Cents = Annotated[int, Field(ge=0, description="Amount in cents of the currency.")]
