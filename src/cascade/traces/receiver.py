@@ -2,8 +2,11 @@
 
 ``cascade run`` points every process's ``OTEL_EXPORTER_OTLP_ENDPOINT`` here. Answers follow
 the OTLP/HTTP specification: 200 with an empty ``ExportTraceServiceResponse`` once the spans are
-stored; 400 for a body that is not one; 413 over the size limit; 415 for JSON (the Python SDK
-only sends protobuf); 404 for other paths. ``Content-Encoding: gzip`` is accepted.
+stored; 400 for a body that is not one; 413 over the size limit (:data:`MAX_BODY_BYTES`, 16 MiB,
+for the body as sent and again for a gzip body once decompressed, so a small compressed body
+cannot expand without bound); 415 for JSON (the Python SDK only sends protobuf); 404 for other
+paths. ``Content-Encoding: gzip`` is accepted. A client gets :data:`READ_TIMEOUT_SECONDS` (10 s)
+for each read of its request, so a trickling one cannot hold a thread for ever.
 
 With ``forward_to`` (a full traces URL) every accepted body is also sent on, unchanged, to
 another OTLP/HTTP endpoint (a collector, Jaeger) from a background thread; when that one is slow
@@ -16,7 +19,6 @@ process (``cascade run``) can learn the URL, start its children, and only then s
 
 from __future__ import annotations
 
-import gzip
 import http.client
 import logging
 import queue
@@ -29,10 +31,11 @@ from urllib.parse import urlsplit
 
 from cascade.traces.store import SpanStore, spans_from_otlp
 
-__all__ = ["MAX_BODY_BYTES", "TraceReceiver", "traces_url"]
+__all__ = ["MAX_BODY_BYTES", "READ_TIMEOUT_SECONDS", "TraceReceiver", "traces_url"]
 
 _log = logging.getLogger("cascade.traces")
 MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+READ_TIMEOUT_SECONDS: Final = 10.0
 _PROTOBUF: Final = "application/x-protobuf"
 _FORWARD_QUEUE: Final = 1000
 _FORWARD_TIMEOUT: Final = 10.0
@@ -54,8 +57,13 @@ class _Server(ThreadingHTTPServer):
     receiver: TraceReceiver
 
 
+class _TooLarge(ValueError):
+    """The body is over :data:`MAX_BODY_BYTES` once decompressed."""
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: exporters reuse their connection
+    timeout = READ_TIMEOUT_SECONDS  # per socket read: a trickling client is cut off
     server: _Server
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
@@ -72,7 +80,11 @@ class _Handler(BaseHTTPRequestHandler):
         if length < 0 or length > MAX_BODY_BYTES:
             self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"body too large", close=True)
             return
-        body = self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True  # too slow: nothing to answer on a half-read request
+            return
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != _PROTOBUF:
             self._answer(
@@ -84,6 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             raw = _decode(body, encoding)
             spans = spans_from_otlp(raw)
+        except _TooLarge as exc:
+            self._answer(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc).encode())
+            return
         except ValueError as exc:
             self._answer(HTTPStatus.BAD_REQUEST, str(exc).encode())
             return
@@ -137,11 +152,26 @@ def _decode(body: bytes, encoding: str) -> bytes:
     if encoding in ("", "identity"):
         return body
     if encoding == "gzip":
-        try:
-            return gzip.decompress(body)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"body is not valid gzip: {exc}") from None
+        return _gunzip_bounded(body, MAX_BODY_BYTES)
     raise ValueError(f"Content-Encoding {encoding!r} is not supported (use gzip or none)")
+
+
+def _gunzip_bounded(body: bytes, limit: int) -> bytes:
+    """``gzip.decompress`` that stops past ``limit`` bytes of output (every member counted)."""
+    out = bytearray()
+    rest = body
+    while rest:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip header and trailer
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise ValueError(f"body is not valid gzip: {exc}") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise _TooLarge(f"body is over {limit} bytes once decompressed")
+        if not inflater.eof:
+            raise ValueError("body is not valid gzip: truncated")
+        rest = inflater.unused_data
+    return bytes(out)
 
 
 class TraceReceiver:
