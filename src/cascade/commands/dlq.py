@@ -45,6 +45,7 @@ from cascade.commands._http import Answer, Unreachable, check_url, request
 from cascade.commands._tracing import cli_tracer, inject
 from cascade.runner.display import short_id, short_type
 from cascade.telemetry.tracing import CONVERSATION_ID, origin_links, span_context_from_traceparent
+from cascade.terminal import printable, printable_data, printable_json
 
 __all__ = ["REPLAY_EXTENSION", "dlq"]
 
@@ -155,8 +156,9 @@ def list_command(
         _fail(str(exc))
     entries = document.get("dead_letters", []) if isinstance(document, dict) else []
     if as_json:
-        click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+        click.echo(printable_json(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()))
         return
+    entries = printable_data(entries)
     if not entries:
         click.echo("no dead letters")
         return
@@ -216,9 +218,9 @@ def show_command(ctx: click.Context, dead_letter_id: int, as_json: bool) -> None
     except DlqError as exc:
         _fail(str(exc))
     if as_json:
-        click.echo(orjson.dumps(detail, option=orjson.OPT_INDENT_2).decode())
+        click.echo(printable_json(orjson.dumps(detail, option=orjson.OPT_INDENT_2).decode()))
         return
-    click.echo(_describe(detail, _service_names(context.data_dir)))
+    click.echo(_describe(printable_data(detail), _service_names(context.data_dir)))
 
 
 def _describe(detail: Mapping[str, Any], names: Mapping[str, str]) -> str:
@@ -248,7 +250,7 @@ def _describe(detail: Mapping[str, Any], names: Mapping[str, str]) -> str:
             else decode_error_data(error["base64"])
         )
         lines.append("  error data (knativeerrordata, decoded):")
-        lines.extend(f"    {line}" for line in shown.splitlines())
+        lines.extend(f"    {printable(line)}" for line in shown.splitlines())
     lines.append("original event:")
     lines.extend(f"  {name}: {value}" for name, value in sorted(attributes.items()))
     data = event.get("data")
@@ -338,7 +340,9 @@ def replay_command(
         for dead_letter_id in targets:
             outcome = _replay(context, dead_letter_id, ingress, max_replays, dry_run, tracer)
             prefix = "" if outcome.ok else "FAILED "
-            click.echo(f"{prefix}{dead_letter_id}: {outcome.message}", err=not outcome.ok)
+            click.echo(
+                f"{prefix}{dead_letter_id}: {printable(outcome.message)}", err=not outcome.ok
+            )
             failures += not outcome.ok
     if not dry_run:
         click.echo(f"{len(targets) - failures} replayed, {failures} failed or refused")

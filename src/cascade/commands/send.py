@@ -21,6 +21,7 @@ from cascade.binding import (
 )
 from cascade.commands._discover import DATA_DIR_OPTION, ingress_url
 from cascade.commands._http import Answer, Unreachable, check_url, request
+from cascade.terminal import printable
 
 __all__ = ["build_event", "parse_extensions", "send"]
 
@@ -142,12 +143,12 @@ def _structured(attributes: dict[str, str], data: bytes | None) -> bytes:
 
 
 def print_answer(answer: Answer) -> None:
-    click.echo(f"HTTP {answer.status} {answer.reason}")
+    click.echo(printable(f"HTTP {answer.status} {answer.reason}"))
     for name, value in answer.headers:
         if _SHOWN_HEADERS.match(name):
-            click.echo(f"{name}: {value}")
+            click.echo(printable(f"{name}: {value}"))
     if answer.body:
-        click.echo(answer.text())
+        click.echo("\n".join(printable(line) for line in answer.text().splitlines()))
 
 
 @click.command("send")

@@ -15,6 +15,7 @@ from cascade.broker.telemetry.activity import OUTCOMES
 from cascade.commands._discover import DATA_DIR_OPTION, broker_url
 from cascade.runner.display import format_activity, use_color
 from cascade.runner.feed import ActivityClient, FeedError, broker_origin
+from cascade.terminal import printable_json
 
 __all__ = ["ActivityFilter", "tail"]
 
@@ -113,7 +114,7 @@ def tail(
             if not wanted.matches(entry):
                 continue
             if as_json:
-                click.echo(orjson.dumps(entry).decode())
+                click.echo(printable_json(orjson.dumps(entry).decode()))
             else:
                 click.echo(format_activity(entry, color=color), color=color)
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ import orjson
 
 from cascade.commands._discover import DATA_DIR_OPTION
 from cascade.runner.display import use_color
+from cascade.terminal import printable, printable_json
 from cascade.traces.store import STORE_FILE, SpanStore, StoredSpan
 from cascade.traces.waterfall import TraceTree, outcome_of, render_trace, short_name
 
@@ -125,7 +126,7 @@ def trace(ident: str | None, data_dir: Path, as_json: bool, width: int | None, l
         for trace_id in trace_ids:
             spans = store.trace(trace_id)
             if as_json:
-                click.echo(orjson.dumps(_as_json(spans)).decode())
+                click.echo(printable_json(orjson.dumps(_as_json(spans)).decode()))
                 continue
             blocks.append(
                 render_trace(
@@ -151,9 +152,9 @@ def _list(store: SpanStore, limit: int) -> None:
         tree = TraceTree.of(spans)
         root = tree.roots[0]
         conversations = store.conversations_of(trace_id)
-        order = conversations[0][:8] if conversations else "-"
+        order = printable(conversations[0][:8]) if conversations else "-"
         errors = sum(1 for s in spans if s.error)
         click.echo(
             f"{trace_id:<32}  {order:<8}  {len(spans):>5}  {errors:>6}  "
-            f"{root.service}: {short_name(root.name)}"
+            + printable(f"{root.service}: {short_name(root.name)}")
         )

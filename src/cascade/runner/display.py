@@ -19,6 +19,7 @@ from typing import IO, Any, Final
 import click
 
 from cascade.runner.plan import FunctionPlan, RunPlan
+from cascade.terminal import printable_data
 
 __all__ = ["format_activity", "render_endpoints", "shown_path", "use_color"]
 
@@ -73,7 +74,8 @@ def _millis(value: object) -> str:
 
 
 def format_activity(entry: Mapping[str, Any], *, color: bool = False) -> str:
-    """One line for one entry of the broker's activity feed."""
+    """One line for one entry of the broker's activity feed (event text escaped)."""
+    entry = printable_data(entry)
     outcome = str(entry.get("outcome") or "?")
     status = entry.get("status")
     shown_status = str(status) if status is not None else "---"

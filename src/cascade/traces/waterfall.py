@@ -20,6 +20,7 @@ from typing import Any, Final
 import click
 
 from cascade.telemetry.tracing import ORIGIN_LINK
+from cascade.terminal import printable
 from cascade.traces.store import StoredSpan
 
 __all__ = ["TraceTree", "outcome_of", "render_trace", "short_name"]
@@ -141,7 +142,7 @@ def render_trace(
     end = max(s.end_ns for s in spans)
     total = end - start
     glyph = "█" if unicode else "#"
-    conversations = sorted({s.conversation_id for s in spans if s.conversation_id})
+    conversations = sorted({printable(s.conversation_id) for s in spans if s.conversation_id})
     errors = sum(1 for s in spans if s.error)
     head = [f"trace {spans[0].trace_id}"]
     if conversations:
@@ -153,13 +154,12 @@ def render_trace(
 
     rows = []
     for depth, span in tree.walk():
-        name = " " * (depth * _INDENT) + short_name(span.name)
+        name = " " * (depth * _INDENT) + printable(short_name(span.name))
         if span.span_id in tree.orphans:
             name += " (parent missing)"
         outcome, style = outcome_of(span)
-        rows.append(
-            (span.service, name, _bar(span, start, total, width, glyph), span, outcome, style)
-        )
+        bar = _bar(span, start, total, width, glyph)
+        rows.append((printable(span.service), name, bar, span, printable(outcome), style))
     service_width = max(7, *(len(r[0]) for r in rows))
     name_width = max(4, *(len(r[1]) for r in rows))
     header = (
