@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -76,19 +77,20 @@ def test_run_and_tail_lines_escape_event_text() -> None:
         assert "\\x1b" in body
 
 
-def test_a_trace_waterfall_escapes_span_text() -> None:
-    span = StoredSpan(
+def hostile_span(**fields: Any) -> StoredSpan:
+    """A root span whose service and name came from a hostile event."""
+    defaults: dict[str, Any] = {"parent_span_id": None, "kind": 2, "start_ns": 1, "end_ns": 2}
+    return StoredSpan(
         trace_id="ab" * 16,
         span_id="cd" * 8,
-        parent_span_id=None,
         name=f"process {HOSTILE}",
-        kind=5,
         service="order\x1b[2J",
-        start_ns=1,
-        end_ns=2_000_001,
-        status_code=2,
-        status_message="\x07boom",
+        **{**defaults, **fields},
     )
+
+
+def test_a_trace_waterfall_escapes_span_text() -> None:
+    span = hostile_span(status_code=2, status_message="\x07boom")
     shown = render_trace([span], color=False)
     assert_safe(shown)
     assert len(shown.splitlines()) == 3  # title, header, one span: no forged line
@@ -138,17 +140,7 @@ def test_dlq_escapes_what_the_dead_letter_carries(
 
 
 def test_cascade_trace_lists_and_draws_escaped(tmp_path: Path) -> None:
-    span = StoredSpan(
-        trace_id="ab" * 16,
-        span_id="cd" * 8,
-        parent_span_id=None,
-        name=f"POST {HOSTILE}",
-        kind=2,
-        service="order\x1b[2J",
-        start_ns=1,
-        end_ns=2,
-        attributes={"messaging.message.conversation_id": "ord\x1b]0;x\x07"},
-    )
+    span = hostile_span(attributes={"messaging.message.conversation_id": "ord\x1b]0;x\x07"})
     with SpanStore(tmp_path / STORE_FILE) as store:
         store.add([span])
     runner = CliRunner()
