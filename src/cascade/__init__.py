@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from cascade.context import Context, HttpContext
     from cascade.events import Event, EventRegistry, bound_type, registry
     from cascade.function import Function
+    from cascade.lifecycle import LifecycleContext
     from cascade.outcomes import DeadLetter, Drop, Retry
     from cascade.publish import Publisher, PublishError
     from cascade.reply import Reply
@@ -41,6 +42,7 @@ _HOMES = {
     "registry": "cascade.events",
     "bound_type": "cascade.events",
     "Function": "cascade.function",
+    "LifecycleContext": "cascade.lifecycle",
     "DeadLetter": "cascade.outcomes",
     "Drop": "cascade.outcomes",
     "Retry": "cascade.outcomes",
@@ -59,6 +61,7 @@ __all__ = [
     "EventRegistry",
     "Function",
     "HttpContext",
+    "LifecycleContext",
     "PublishError",
     "Publisher",
     "Reply",

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
 
+import orjson
 from flask import Flask, Response, current_app, request
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -29,6 +30,7 @@ from cascade.function import Function, Route
 from cascade.http import BodyError, problem, read_limited
 from cascade.idempotency import Deduper
 from cascade.identity import SenderVerifier
+from cascade.lifecycle import Lifecycle, LifecycleContext
 from cascade.publish import Publisher
 from cascade.settings import Settings
 from cascade.store import Store, store_refusal
@@ -108,6 +110,15 @@ class Runtime:
         )
         self._draining = threading.Event()
         self.sender_verifier = _sender_verifier(settings)
+        self.lifecycle = Lifecycle(function, LifecycleContext(function.name, settings, self.store))
+
+    def start(self) -> None:
+        """Run the start hooks (in each worker after fork); closes everything if one fails."""
+        try:
+            self.lifecycle.start()
+        except BaseException:
+            self.close()
+            raise
 
     def publisher(self) -> Publisher:
         """The process's publisher to K_SINK, created on first use (after fork)."""
@@ -130,6 +141,10 @@ class Runtime:
             _log.info("draining: refusing new events, finishing in-flight ones")
 
     def close(self) -> None:
+        """Run the stop hooks, then release the publisher and the store (once)."""
+        self.lifecycle.stop(also=self._release)
+
+    def _release(self) -> None:
         if self._publisher is not None:
             self._publisher.close()
         self.store.dispose()
@@ -188,6 +203,7 @@ def create_app(
     for route in function.routes:
         _add_user_route(app, runtime, route)
     _add_error_handlers(app, runtime)
+    runtime.start()
     return app
 
 
@@ -279,13 +295,23 @@ class EventEndpoint:
         return self.dispatcher.dispatch(message, parent)
 
 
+def _health(status: int, document: dict[str, Any]) -> Response:
+    return _Response(orjson.dumps(document), status, {"Content-Type": "application/json"})
+
+
 def _add_ops_routes(app: Flask, runtime: Runtime) -> None:
     def liveness() -> Response:
+        alive, detail = runtime.lifecycle.alive()
+        if not alive:
+            return _health(503, {"status": "not alive", "detail": detail})
         return _Response(b'{"status":"alive"}', 200, {"Content-Type": "application/json"})
 
     def readiness() -> Response:
         if runtime.draining:
             return _Response(b'{"status":"draining"}', 503, {"Content-Type": "application/json"})
+        ready, detail = runtime.lifecycle.ready()
+        if not ready:
+            return _health(503, {"status": "not ready", "detail": detail})
         return _Response(b'{"status":"ready"}', 200, {"Content-Type": "application/json"})
 
     def metrics() -> Response:

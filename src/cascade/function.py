@@ -15,7 +15,7 @@ from sqlalchemy import MetaData
 from cascade.events import Event, EventRegistry, bound_type
 from cascade.telemetry.function_metrics import FunctionMetrics
 
-__all__ = ["Function", "Handler", "Route"]
+__all__ = ["Function", "Handler", "Hook", "Route"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,6 +47,21 @@ class Route:
     methods: tuple[str, ...]
     endpoint: str
     admin: bool = False
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A lifecycle or health callable: called as ``func(ctx)`` or ``func()``."""
+
+    func: Callable[..., Any]
+    takes_context: bool
+
+    @property
+    def name(self) -> str:
+        return getattr(self.func, "__qualname__", repr(self.func))
+
+    def __call__(self, ctx: object) -> Any:
+        return self.func(ctx) if self.takes_context else self.func()
 
 
 class Function:
@@ -82,6 +97,10 @@ class Function:
         self.idempotent = idempotent
         self._handlers: dict[str, Handler] = {}
         self._routes: list[Route] = []
+        self._on_start: list[Hook] = []
+        self._on_stop: list[Hook] = []
+        self._readiness: list[Hook] = []
+        self._liveness: list[Hook] = []
         self.examples: list[Event] = []
         # The function's own counters and gauges (cascade/telemetry/function_metrics.py).
         self.metrics = FunctionMetrics(name)
@@ -152,6 +171,56 @@ class Function:
 
         return register
 
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_start(self, func: F) -> F:
+        """Run ``func(ctx: LifecycleContext)`` (or ``func()``) when the app starts: in every
+        gunicorn worker after the fork, and in ``create_app`` / ``FunctionClient``.
+
+        Start hooks run in declaration order before the first request; one that raises stops
+        the start (the worker does not boot; ``create_app`` raises).
+        """
+        self._on_start.append(_hook(func, "on_start"))
+        return func
+
+    def on_stop(self, func: F) -> F:
+        """Run ``func(ctx)`` (or ``func()``) when the app stops: after a drain (SIGTERM, the
+        in-flight requests finished), at worker exit, or ``FunctionClient.close()``.
+
+        Stop hooks run once, in reverse declaration order; one that raises is logged and the
+        others still run.
+        """
+        self._on_stop.append(_hook(func, "on_stop"))
+        return func
+
+    def readiness(self, func: F) -> F:
+        """A readiness check for ``GET /health/readiness``: ``func(ctx)`` (or ``func()``)
+        returns True, False, or ``(ok, detail)``; False or an exception answers 503."""
+        self._readiness.append(_hook(func, "readiness"))
+        return func
+
+    def liveness(self, func: F) -> F:
+        """A liveness check for ``GET /health/liveness``, shaped like :meth:`readiness`; a
+        failing one makes the platform restart the container."""
+        self._liveness.append(_hook(func, "liveness"))
+        return func
+
+    @property
+    def start_hooks(self) -> tuple[Hook, ...]:
+        return tuple(self._on_start)
+
+    @property
+    def stop_hooks(self) -> tuple[Hook, ...]:
+        return tuple(self._on_stop)
+
+    @property
+    def readiness_checks(self) -> tuple[Hook, ...]:
+        return tuple(self._readiness)
+
+    @property
+    def liveness_checks(self) -> tuple[Hook, ...]:
+        return tuple(self._liveness)
+
     # ------------------------------------------------------------------ introspection
 
     @property
@@ -177,6 +246,26 @@ class Function:
 
     def produces(self) -> list[str]:
         return sorted({bound_type(r) for h in self._handlers.values() for r in h.reply_types})
+
+
+def _hook(func: Callable[..., Any], kind: str) -> Hook:
+    if not callable(func):
+        raise TypeError(f"@fn.{kind} needs a callable, got {type(func).__name__}")
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return Hook(func, True)
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if len(positional) > 1:
+        raise TypeError(
+            f"@fn.{kind} {getattr(func, '__qualname__', func)!r} must accept (ctx) or nothing"
+        )
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
+    return Hook(func, bool(positional) or varargs)
 
 
 def _takes_context(func: Callable[..., Any], event_type: str) -> bool:

@@ -116,13 +116,13 @@ def _post_worker_init(worker: Any) -> None:
 def _worker_exit(_server: Any, worker: Any) -> None:
     from opentelemetry import trace
 
+    app = getattr(worker, "wsgi", None)
+    if isinstance(app, Flask):
+        runtime_of(app).close()  # stop hooks and the outbox relay, which may still send spans
     provider = trace.get_tracer_provider()
     flush = getattr(provider, "force_flush", None)
     if callable(flush):
         flush(5000)  # spans of the last requests must not die with the worker
-    app = getattr(worker, "wsgi", None)
-    if isinstance(app, Flask):
-        runtime_of(app).close()
 
 
 def _child_exit(_server: Any, worker: Any) -> None:
