@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "==> installing cascade and its pinned dependencies into $(VENV)"
 	$(BIN)/pip install --disable-pip-version-check -q -U pip
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,postgres,kafka]'
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,postgres,kafka,nats]'
 	@touch $(STAMP)
 
 .PHONY: venv
@@ -46,17 +46,20 @@ test: lint ## Lint, type-check and run the whole test suite
 check: lint unit ## Fast checks first: lint, types, unit tests
 
 # make run LOG=kafka with no BOOTSTRAP_SERVERS starts a local Kafka-protocol server (Tansu) too.
+# make run LOG=nats uses the NATS server (JetStream) at NATS_URL, nats://127.0.0.1:4222 by default.
 LOG ?= sqlite
 BOOTSTRAP_SERVERS ?=
+NATS_URL ?=
 RUN_ARGS = --manifests k8s/rendered/shop.yaml --functions-dir functions --data-dir .cascade \
 	--port $(PORT) --base-port $(BASE_PORT) --log $(LOG)
 
 .PHONY: run
-run: $(STAMP) ## Run the shop locally: broker :8080 (PORT), functions from :8081 (BASE_PORT), LOG=sqlite|memory|kafka; Ctrl-C stops
+run: $(STAMP) ## Run the shop locally: broker :8080 (PORT), functions from :8081 (BASE_PORT), LOG=sqlite|memory|kafka|nats; Ctrl-C stops
 ifeq ($(LOG)$(BOOTSTRAP_SERVERS),kafka)
 	$(BIN)/python -m scripts.kafka_server $(BIN)/cascade run $(RUN_ARGS)
 else
-	$(BIN)/cascade run $(RUN_ARGS) $(if $(BOOTSTRAP_SERVERS),--bootstrap-servers $(BOOTSTRAP_SERVERS))
+	$(BIN)/cascade run $(RUN_ARGS) $(if $(BOOTSTRAP_SERVERS),--bootstrap-servers $(BOOTSTRAP_SERVERS)) \
+		$(if $(NATS_URL),--nats-url $(NATS_URL))
 endif
 
 .PHONY: bench

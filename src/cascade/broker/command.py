@@ -91,6 +91,7 @@ def broker(
     port: int,
     log_kind: LogKind,
     bootstrap_servers: str | None,
+    nats_url: str | None,
     data_dir: Path,
     partitions: int,
     max_inflight: int,
@@ -102,7 +103,7 @@ def broker(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    check_log_options(log_kind, bootstrap_servers)
+    check_log_options(log_kind, bootstrap_servers, nats_url)
     try:
         urls = parse_service_urls(service_urls)
     except ServiceUrlError as exc:
@@ -118,6 +119,7 @@ def broker(
             port=port,
             log_kind=log_kind,
             bootstrap_servers=bootstrap_servers,
+            nats_url=nats_url,
             data_dir=data_dir,
             partitions=partitions,
             max_inflight=max_inflight,

@@ -177,6 +177,7 @@ class BrokerServer:
             partitions=self.settings.partitions,
             data_dir=self.settings.data_dir,
             bootstrap_servers=self.settings.bootstrap_servers,
+            nats_url=self.settings.nats_url,
         )
 
     def _notifier(self, key: tuple[str, str], tail: TailCache) -> Any:

@@ -18,6 +18,7 @@ class BrokerSettings:
     port: int = 8080
     log_kind: LogKind = "sqlite"
     bootstrap_servers: str | None = None
+    nats_url: str | None = None  # --log nats; None: the factory's default
     data_dir: Path = Path(".cascade")
     partitions: int = 10  # kafka-broker-config default.topic.partitions (§6.7)
     max_inflight: int = 50  # max.poll.records (§6.3)

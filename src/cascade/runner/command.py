@@ -111,6 +111,7 @@ def run(
     data_dir: Path,
     log_kind: LogKind,
     bootstrap_servers: str | None,
+    nats_url: str | None,
     host: str,
     port: int,
     base_port: int,
@@ -124,7 +125,8 @@ def run(
     """Run the broker and every function locally, and show each delivery as it happens.
 
     Starts `cascade broker` on the manifests (its log: --log, sqlite in --data-dir by default,
-    or a Kafka cluster with --log kafka --bootstrap-servers) and one `cascade serve`
+    a Kafka cluster with --log kafka --bootstrap-servers, or NATS JetStream with --log nats
+    [--nats-url]) and one `cascade serve`
     per folder of --functions-dir holding a func.py, each on its own port. A Trigger's
     subscriber.ref and a dead-letter sink's ref to a Knative Service reach the function of that
     name; a SinkBinding's subject gets K_SINK (the shop's order API publishes to the broker).
@@ -144,7 +146,7 @@ def run(
     something cannot start (port in use, a function fails: its output is shown), 2 for an
     invalid manifest or option.
     """
-    check_log_options(log_kind, bootstrap_servers)
+    check_log_options(log_kind, bootstrap_servers, nats_url)
     forward = _forward_url(otlp_endpoint)
     try:
         plan = make_plan(
@@ -175,6 +177,7 @@ def run(
         cwd=Path.cwd(),
         log_kind=log_kind,
         bootstrap_servers=bootstrap_servers,
+        nats_url=nats_url,
     )
     sys.exit(Runner(plan, options).run())
 

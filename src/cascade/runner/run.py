@@ -74,6 +74,7 @@ class RunOptions:
     cwd: Path = Path(".")
     log_kind: str = "sqlite"
     bootstrap_servers: str | None = None
+    nats_url: str | None = None
 
 
 class Runner:
@@ -143,7 +144,7 @@ class Runner:
     def _run(self) -> int:
         plan = self.plan
         logs = plan.data_dir / "logs"
-        where = self.options.bootstrap_servers
+        where = self.options.bootstrap_servers or self.options.nats_url
         log = f"{self.options.log_kind} log" + (f" at {where}" if where else "")
         self._progress(
             f"starting the broker ({log}) and {len(plan.functions)} functions "
@@ -189,7 +190,9 @@ class Runner:
             str(plan.data_dir),
             "--drain-seconds",
             f"{self.options.drain_seconds:g}",
-            *broker_log_args(self.options.log_kind, self.options.bootstrap_servers),
+            *broker_log_args(
+                self.options.log_kind, self.options.bootstrap_servers, self.options.nats_url
+            ),
         ]
         self._broker = spawn(
             "broker", broker_argv, env=base_env, cwd=self.options.cwd, log=logs / "broker.log"

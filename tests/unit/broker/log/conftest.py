@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from scripts.kafka_server import tansu_broker
+from scripts.nats_server import NatsServer, delete_stream, nats_url_for_tests
 
 from cascade.broker.log.base import BrokerLog
 from cascade.broker.log.memory import MemoryLog
@@ -23,6 +24,7 @@ class Backend:
     persistent: bool
     _open: Callable[[int], BrokerLog]
     opened: list[BrokerLog] = field(default_factory=list)
+    cleanup: Callable[[], None] | None = None
 
     def open(self, partitions: int = 3) -> BrokerLog:
         log = self._open(partitions)
@@ -32,6 +34,8 @@ class Backend:
     def close_all(self) -> None:
         for log in self.opened:
             log.close()
+        if self.cleanup is not None:
+            self.cleanup()
 
 
 def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
@@ -57,6 +61,18 @@ def make_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> B
                 timeout=20.0,
             ),
         )
+    if name == "nats":
+        from cascade.broker.log.jetstream import NatsLog
+
+        url: str = request.getfixturevalue("nats_url")
+        # A fresh stream and consumer names per test: the shared server keeps everything.
+        stream = f"cascade-test-{uuid.uuid4().hex[:12]}"
+        return Backend(
+            name,
+            persistent=True,
+            _open=lambda partitions: NatsLog(url, stream, stream, partitions, timeout=10.0),
+            cleanup=lambda: delete_stream(url, stream),
+        )
     raise AssertionError(f"unknown backend {name}")
 
 
@@ -67,17 +83,30 @@ def kafka_bootstrap() -> Iterator[str]:
         yield servers
 
 
+@pytest.fixture(scope="session")
+def nats_url() -> Iterator[str]:
+    """A NATS server with JetStream: CASCADE_TEST_NATS_URL or 127.0.0.1:4222 when one answers,
+    else one of our own for the session."""
+    shared = nats_url_for_tests()
+    if shared is not None:
+        yield shared
+        return
+    with NatsServer() as server:
+        yield server.url
+
+
 KAFKA = pytest.param("kafka", marks=pytest.mark.kafka)
+NATS = pytest.param("nats", marks=pytest.mark.nats)
 
 
-@pytest.fixture(params=["memory", "sqlite", KAFKA])
+@pytest.fixture(params=["memory", "sqlite", KAFKA, NATS])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     made = make_backend(request.param, request, tmp_path)
     yield made
     made.close_all()
 
 
-@pytest.fixture(params=["sqlite", KAFKA])
+@pytest.fixture(params=["sqlite", KAFKA, NATS])
 def persistent_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     made = make_backend(request.param, request, tmp_path)
     yield made
