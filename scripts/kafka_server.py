@@ -52,7 +52,8 @@ def tansu_binary() -> Path:
     return binary
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (another process may take it before we bind it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -78,7 +79,7 @@ def tansu_broker(attempts: int = 3) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="tansu-") as workdir:
         log_path = Path(workdir) / "tansu.log"
         for attempt in range(1, attempts + 1):
-            port = _free_port()
+            port = free_port()
             url = f"tcp://127.0.0.1:{port}"
             with log_path.open("wb") as log_file:
                 process = subprocess.Popen(

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from scripts.kafka_server import free_port
+
 _START_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 10.0
 SHARED_URL = "nats://127.0.0.1:4222"
@@ -38,13 +40,6 @@ def nats_server_binary() -> str:
             "nats-server is not installed: apt-get install nats-server (Debian) provides it"
         )
     return found
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def answers(host: str, port: int) -> bool:
@@ -70,7 +65,7 @@ class NatsServer:
         self._own_dir = store_dir is None
         self.store_dir = Path(store_dir or tempfile.mkdtemp(prefix="nats-js-"))
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.store_dir / "nats-server.log"
 
