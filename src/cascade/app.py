@@ -31,7 +31,7 @@ from cascade.http import BodyError, problem, read_limited
 from cascade.idempotency import Deduper
 from cascade.identity import SenderVerifier
 from cascade.lifecycle import Lifecycle, LifecycleContext
-from cascade.publish import Publisher
+from cascade.publish import Publisher, SinkTransport
 from cascade.settings import Settings
 from cascade.store import Store, store_refusal
 from cascade.telemetry.function_metrics import commit_counts, metrics_scope
@@ -76,6 +76,7 @@ class Runtime:
         *,
         registry: CollectorRegistry,
         tracer_provider: trace.TracerProvider | None,
+        publish_transport: SinkTransport | None = None,
     ) -> None:
         self.function = function
         self.settings = settings
@@ -97,6 +98,7 @@ class Runtime:
         if gauges is not None:
             self.metrics.add_live(gauges)
         self._publisher: Publisher | None = None
+        self._publish_transport = publish_transport
         self._publisher_lock = threading.Lock()
         self.dispatcher = Dispatcher(
             function,
@@ -126,7 +128,10 @@ class Runtime:
             with self._publisher_lock:
                 if self._publisher is None:
                     self._publisher = Publisher.from_settings(
-                        self.settings, self.source, tracer_provider=self._tracer_provider
+                        self.settings,
+                        self.source,
+                        tracer_provider=self._tracer_provider,
+                        transport=self._publish_transport,
                     )
         return self._publisher
 
@@ -176,12 +181,14 @@ def create_app(
     *,
     registry: CollectorRegistry | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    publish_transport: SinkTransport | None = None,
 ) -> Flask:
     """Build the Flask app for ``function``.
 
     ``settings`` default to :meth:`Settings.from_env`; ``registry`` to a fresh Prometheus
     registry; ``tracer_provider`` to the process's global one (installed by
-    :func:`~cascade.telemetry.tracing.setup_tracing` when none is given).
+    :func:`~cascade.telemetry.tracing.setup_tracing` when none is given);
+    ``publish_transport`` (tests) to HTTP posts to ``K_SINK``.
     """
     if not isinstance(function, Function):
         raise TypeError(f"create_app needs a cascade.Function, got {type(function).__name__}")
@@ -193,6 +200,7 @@ def create_app(
         settings,
         registry=registry if registry is not None else CollectorRegistry(),
         tracer_provider=tracer_provider,
+        publish_transport=publish_transport,
     )
     app = Flask(f"cascade.{function.name}")
     app.response_class = _Response

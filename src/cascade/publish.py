@@ -10,8 +10,11 @@ add); locally ``cascade run`` sets them to the broker's ingress. The publisher:
   (full jitter, ``Retry-After`` honoured up to the backoff cap), then raises
   :class:`PublishError`; other 4xx raise at once. A publish never fails silently.
 
-urllib3 is used (pooled, thread-safe): toolchain.md measured it at a third of the CPU of
-httpx/requests per request.
+The bytes go out through a :class:`SinkTransport`: urllib3 by default (pooled, thread-safe;
+toolchain.md measured it at a third of the CPU of httpx/requests per request). Tests swap it for
+one that keeps what was sent (``cascade.testing.RecordingTransport``) or hands it to an
+in-process broker (``cascade.testing.Chain``); everything above the transport (attributes,
+trace context, retries) runs as in production.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Protocol
 
 import urllib3
 from opentelemetry import propagate, trace
@@ -35,7 +39,14 @@ from cascade.reply import Reply, check_extensions, outgoing_attributes
 from cascade.settings import Settings
 from cascade.telemetry.tracing import CONVERSATION_ID, traceparent_of
 
-__all__ = ["PublishError", "Publisher"]
+__all__ = [
+    "PublishError",
+    "Publisher",
+    "SinkAnswer",
+    "SinkTransport",
+    "SinkUnreachable",
+    "Urllib3Transport",
+]
 
 RETRYABLE_STATUSES: Final = frozenset({404, 408, 409, 429})
 _log = logging.getLogger("cascade.publish")
@@ -48,6 +59,58 @@ class PublishError(RuntimeError):
         super().__init__(message)
         self.status = status
         self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class SinkAnswer:
+    """The sink's HTTP answer to one POST."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class SinkUnreachable(Exception):
+    """No HTTP answer came back (refused, reset, timed out); the publisher retries it."""
+
+
+class SinkTransport(Protocol):
+    """Sends one binary-mode CloudEvent to the sink; the seam tests replace."""
+
+    def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> SinkAnswer:
+        """POST once; raise :class:`SinkUnreachable` when nothing answered."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Urllib3Transport:
+    """The default transport: a urllib3 pool, created on first use (after fork)."""
+
+    def __init__(self) -> None:
+        self._pool: urllib3.PoolManager | None = None
+
+    def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> SinkAnswer:
+        if self._pool is None:  # so a publisher built before fork never shares sockets
+            self._pool = urllib3.PoolManager(num_pools=4, maxsize=16, block=False)
+        try:
+            response = self._pool.request(
+                "POST",
+                url,
+                body=body,
+                headers=dict(headers),
+                timeout=urllib3.Timeout(total=timeout),
+                retries=False,
+                redirect=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise SinkUnreachable(f"{type(exc).__name__}: {exc}") from exc
+        return SinkAnswer(response.status, response.headers, response.data)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.clear()
+            self._pool = None
 
 
 class Publisher(ClosesOnExit):
@@ -65,6 +128,7 @@ class Publisher(ClosesOnExit):
         extensions: Mapping[str, str] | None = None,
         tracer_provider: trace.TracerProvider | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        transport: SinkTransport | None = None,
     ) -> None:
         if not source:
             raise ValueError("a publisher needs a non-empty CloudEvents source")
@@ -78,7 +142,7 @@ class Publisher(ClosesOnExit):
         check_extensions(self.extensions)
         self._tracer = trace.get_tracer("cascade.publish", __version__, tracer_provider)
         self._sleep = sleep
-        self._pool: urllib3.PoolManager | None = None
+        self.transport: SinkTransport = transport or Urllib3Transport()
 
     @classmethod
     def from_env(
@@ -109,6 +173,7 @@ class Publisher(ClosesOnExit):
         source: str,
         *,
         tracer_provider: trace.TracerProvider | None = None,
+        transport: SinkTransport | None = None,
     ) -> Publisher:
         return cls(
             settings.sink,
@@ -119,6 +184,7 @@ class Publisher(ClosesOnExit):
             timeout_seconds=settings.publish_timeout_seconds,
             extensions=settings.ce_overrides,
             tracer_provider=tracer_provider,
+            transport=transport,
         )
 
     def publish(
@@ -185,23 +251,14 @@ class Publisher(ClosesOnExit):
 
     def _send(self, headers: dict[str, str], body: bytes, span: trace.Span) -> None:
         assert self.sink is not None
-        pool = self._pool_manager()
         attempts = self.retries + 1
         last_status: int | None = None
         for attempt in range(1, attempts + 1):
             retry_after: float | None = None
             try:
-                response = pool.request(
-                    "POST",
-                    self.sink,
-                    body=body,
-                    headers=headers,
-                    timeout=urllib3.Timeout(total=self.timeout_seconds),
-                    retries=False,
-                    redirect=False,
-                )
-            except urllib3.exceptions.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                response = self.transport.post(self.sink, headers, body, self.timeout_seconds)
+            except SinkUnreachable as exc:
+                problem = str(exc)
                 last_status = None
             else:
                 last_status = response.status
@@ -209,7 +266,7 @@ class Publisher(ClosesOnExit):
                 if 200 <= response.status < 300:
                     span.set_attribute("cascade.publish.attempts", attempt)
                     return
-                snippet = response.data[:200].decode("utf-8", "replace")
+                snippet = response.body[:200].decode("utf-8", "replace")
                 problem = f"HTTP {response.status}: {snippet}"
                 if response.status < 500 and response.status not in RETRYABLE_STATUSES:
                     raise PublishError(
@@ -241,16 +298,8 @@ class Publisher(ClosesOnExit):
             delay = max(delay, min(retry_after, self.backoff_max_seconds))
         return delay
 
-    def _pool_manager(self) -> urllib3.PoolManager:
-        # Created on first use so a publisher built before fork never shares sockets.
-        if self._pool is None:
-            self._pool = urllib3.PoolManager(num_pools=4, maxsize=16, block=False)
-        return self._pool
-
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.clear()
-            self._pool = None
+        self.transport.close()
 
 
 def _retry_after(value: str | None) -> float | None:

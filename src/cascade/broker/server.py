@@ -19,7 +19,6 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from cascade.broker.dispatch.delivery import RetryPolicy
 from cascade.broker.dispatch.dispatcher import TriggerDispatcher
 from cascade.broker.dispatch.egress import EgressConfig, TriggerEgress
 from cascade.broker.dispatch.sender import HttpSender
@@ -192,16 +191,7 @@ class BrokerServer:
 
     def _dispatcher_for(self, trigger: TriggerConfig, sender: HttpSender) -> TriggerDispatcher:
         key = (trigger.namespace, trigger.broker)
-        spec = trigger.delivery
-        config = EgressConfig(
-            namespace=trigger.namespace,
-            trigger=trigger.name,
-            subscriber=trigger.subscriber,
-            filter=trigger.filter,
-            policy=RetryPolicy(spec.retry, spec.backoff, spec.timeout),
-            dead_letter_sink=spec.dead_letter_sink,
-            broker=trigger.broker,
-        )
+        config = EgressConfig.for_trigger(trigger)
         egress = TriggerEgress(
             config,
             sender,

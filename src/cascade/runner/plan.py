@@ -22,7 +22,6 @@ URLs, so a manifest error is reported before any process starts.
 
 from __future__ import annotations
 
-import re
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,10 +33,10 @@ import yaml
 
 from cascade.broker.ingress.receiver import broker_path
 from cascade.broker.topology import MANIFEST_SUFFIXES, Topology, load_topology
+from cascade.discovery import DiscoveryError, function_folders
 
 __all__ = ["FunctionPlan", "PlanError", "RunPlan", "discover_functions", "make_plan"]
 
-_FUNCTION_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 SINK_BINDING_API: Final = "sources.knative.dev/v1"
 # Set by cascade run for this machine; a manifest's values describe a cluster.
 _CLUSTER_ONLY_ENV: Final = frozenset(
@@ -86,22 +85,11 @@ class RunPlan:
 
 
 def discover_functions(functions_dir: Path) -> list[Path]:
-    """Folders of ``functions_dir`` holding a ``func.py``, by name."""
-    if not functions_dir.is_dir():
-        raise PlanError(f"--functions-dir {functions_dir}: not a folder")
-    found = []
-    for child in sorted(functions_dir.iterdir()):
-        if child.name.startswith((".", "_")) or not (child / "func.py").is_file():
-            continue
-        if not _FUNCTION_NAME.match(child.name):
-            raise PlanError(
-                f"{child}: {child.name!r} cannot be a function name (it names the Knative "
-                "Service): use lowercase letters, digits and '-'"
-            )
-        found.append(child)
-    if not found:
-        raise PlanError(f"--functions-dir {functions_dir}: no <name>/func.py inside")
-    return found
+    """Folders of ``functions_dir`` holding a ``func.py``, by name (cascade.discovery's list)."""
+    try:
+        return function_folders(functions_dir)
+    except DiscoveryError as exc:
+        raise PlanError(f"--functions-dir: {exc}") from exc
 
 
 def make_plan(

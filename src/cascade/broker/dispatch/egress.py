@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from opentelemetry.trace import Status, StatusCode
 
@@ -35,18 +37,32 @@ from cascade.broker.dispatch.replies import (
     interpret_answer,
     with_hop,
 )
-from cascade.broker.dispatch.sender import AttemptTarget, HttpSender
+from cascade.broker.dispatch.sender import AttemptTarget
 from cascade.broker.event import Record, StoredEvent
 from cascade.broker.telemetry.activity import ActivityFeed
 from cascade.broker.telemetry.metrics import BrokerMetrics, Outcome
 from cascade.broker.telemetry.tracing import BrokerTracing, headers_for, reply_parent
+from cascade.broker.topology import TriggerConfig
 
-__all__ = ["EgressConfig", "Publish", "TriggerEgress", "with_kafka_metadata"]
+__all__ = ["AttemptSender", "EgressConfig", "Publish", "TriggerEgress", "with_kafka_metadata"]
 
 logger = logging.getLogger(__name__)
 
 Publish = Callable[[StoredEvent, Mapping[str, str]], Awaitable[object]]
 """Stores a reply in the Broker's log, with its trace headers; raises when it cannot."""
+
+
+class AttemptSender(Protocol):
+    """Makes one delivery attempt (HttpSender; cascade.testing.Chain calls function apps)."""
+
+    async def send(
+        self,
+        target: AttemptTarget,
+        event: StoredEvent,
+        record_headers: Mapping[str, str],
+        attempt: int,
+        timeout: float,
+    ) -> HttpResponse: ...
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,20 @@ class EgressConfig:
     policy: RetryPolicy
     dead_letter_sink: str | None
     broker: str = ""  # the Broker whose log replies go to (span attributes)
+
+    @classmethod
+    def for_trigger(cls, trigger: TriggerConfig) -> EgressConfig:
+        """A Trigger's egress as the manifests define it (filter, delivery spec, DLS)."""
+        spec = trigger.delivery
+        return cls(
+            namespace=trigger.namespace,
+            trigger=trigger.name,
+            subscriber=trigger.subscriber,
+            filter=trigger.filter,
+            policy=RetryPolicy(spec.retry, spec.backoff, spec.timeout),
+            dead_letter_sink=spec.dead_letter_sink,
+            broker=trigger.broker,
+        )
 
 
 def with_kafka_metadata(record: Record) -> StoredEvent:
@@ -72,15 +102,17 @@ class TriggerEgress:
     def __init__(
         self,
         config: EgressConfig,
-        sender: HttpSender,
+        sender: AttemptSender,
         publish: Publish,
         metrics: BrokerMetrics,
         *,
         max_hops: int | None = None,
         activity: ActivityFeed | None = None,
         tracing: BrokerTracing | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.config = config
+        self._sleep = sleep  # the backoff wait; cascade.testing.Chain records it instead
         self._tracing = tracing
         self._sender = sender
         self._publish = publish
@@ -150,7 +182,7 @@ class TriggerEgress:
             if clock is not None:
                 self._note(event, Outcome.RETRIED, attempt - 1, clock)
 
-        return await deliver(send_once, self.config.policy, on_retry=on_retry)
+        return await deliver(send_once, self.config.policy, sleep=self._sleep, on_retry=on_retry)
 
     async def _dead_letter(self, event: StoredEvent, record_headers: Mapping[str, str]) -> Outcome:
         sink = self.config.dead_letter_sink

@@ -10,7 +10,12 @@ with FunctionClient(fn) as client:
 ```
 
 The client runs :func:`cascade.create_app` behind Flask's test client with a throw-away
-SQLite folder, its own Prometheus registry and an in-memory span exporter (``spans()``).
+SQLite folder, its own Prometheus registry and an in-memory span exporter (``spans()``). Unless
+the settings name a real ``K_SINK``, what the function publishes is kept, not sent
+(``published()``).
+
+A whole chain of functions, wired by the same Knative manifests as the cluster, runs in process
+with :class:`Chain`; :func:`discover` lists the functions of a folder.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from __future__ import annotations
 import tempfile
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import unquote
 
 import orjson
@@ -32,13 +38,43 @@ from werkzeug.datastructures import Headers
 
 from cascade.app import Runtime, create_app, runtime_of
 from cascade.closing import ClosesOnExit
+from cascade.discovery import DiscoveredFunction, DiscoveryError, discover
 from cascade.events import Event, bound_type
 from cascade.events import registry as global_registry
 from cascade.function import Function
+from cascade.publish import SinkTransport
 from cascade.reply import now_rfc3339
 from cascade.settings import Settings
+from cascade.testing.messages import Message, RecordingTransport
 
-__all__ = ["EventResult", "FunctionClient"]
+if TYPE_CHECKING:
+    from cascade.testing.chain import Chain, ChainError, Delivery
+
+__all__ = [
+    "Chain",
+    "ChainError",
+    "Delivery",
+    "DiscoveredFunction",
+    "DiscoveryError",
+    "EventResult",
+    "FunctionClient",
+    "Message",
+    "RecordingTransport",
+    "discover",
+]
+
+# Where a FunctionClient's publisher "sends" when it records (never contacted).
+RECORDING_SINK = "http://sink.cascade.test/"
+
+
+def __getattr__(name: str) -> Any:
+    # The chain pulls in the broker; load it only for the tests that use it.
+    if name in ("Chain", "ChainError", "Delivery"):
+        from cascade.testing import chain
+
+        return getattr(chain, name)
+    raise AttributeError(f"module 'cascade.testing' has no attribute {name!r}")
+
 
 E = TypeVar("E", bound=Event)
 
@@ -97,7 +133,12 @@ class EventResult:
 
 
 class FunctionClient(ClosesOnExit):
-    """An in-process client for one function."""
+    """An in-process client for one function.
+
+    ``publish_transport`` carries what the function publishes; by default a
+    :class:`RecordingTransport` when ``settings`` name no ``K_SINK`` (read it with
+    :meth:`published`), else real HTTP posts to that sink.
+    """
 
     def __init__(
         self,
@@ -105,12 +146,17 @@ class FunctionClient(ClosesOnExit):
         settings: Settings | None = None,
         *,
         tracer_provider: TracerProvider | None = None,
+        publish_transport: SinkTransport | None = None,
     ) -> None:
         self.function = function
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if settings is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="cascade-test-")
             settings = Settings(data_dir=Path(self._tmp.name))
+        self.recorder: RecordingTransport | None = None
+        if publish_transport is None and settings.sink is None:
+            self.recorder = publish_transport = RecordingTransport()
+            settings = replace(settings, sink=RECORDING_SINK)
         self.settings = settings
         self.exporter = InMemorySpanExporter()
         if tracer_provider is None:
@@ -119,7 +165,11 @@ class FunctionClient(ClosesOnExit):
         self.tracer_provider = tracer_provider
         self.registry = CollectorRegistry()
         self.app = create_app(
-            function, settings, registry=self.registry, tracer_provider=tracer_provider
+            function,
+            settings,
+            registry=self.registry,
+            tracer_provider=tracer_provider,
+            publish_transport=publish_transport,
         )
         self.http: FlaskClient = self.app.test_client()
 
@@ -191,6 +241,17 @@ class FunctionClient(ClosesOnExit):
             response.close()
 
     # ------------------------------------------------------------------ inspection
+
+    def published(self, model: type[Event] | str | None = None) -> list[Message]:
+        """Events the function published (only of ``model``'s type when given), oldest first.
+
+        Needs the recording transport (the default when no ``K_SINK`` was given)."""
+        if self.recorder is None:
+            raise LookupError(
+                "this client publishes to a real sink "
+                f"({self.settings.sink}); published() records only without one"
+            )
+        return self.recorder.messages(model)
 
     def spans(self) -> list[ReadableSpan]:
         """Spans finished so far (only with the client's own tracer provider)."""
