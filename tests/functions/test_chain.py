@@ -73,7 +73,7 @@ class Shop:
 @pytest.fixture
 def shop(database_url: str | None) -> Iterator[Shop]:
     """The five functions, on SQLite files or all in one PostgreSQL schema."""
-    settings = {"database_url": database_url, "max_body_bytes": 64 * 1024}
+    settings = {"database_url": database_url, "max_body_bytes": 64 * 1024, "admin_routes": True}
     with Chain.from_manifests(MANIFEST, functions_dir=ROOT / "functions", settings=settings) as c:
         yield Shop(c)
 

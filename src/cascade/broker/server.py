@@ -194,7 +194,7 @@ class BrokerServer:
         config = EgressConfig.for_trigger(trigger)
         egress = TriggerEgress(
             config,
-            sender,
+            sender.send,
             self._appenders[key].append,
             self.metrics,
             max_hops=self.settings.max_hops,

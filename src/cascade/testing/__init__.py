@@ -10,9 +10,8 @@ with FunctionClient(fn) as client:
 ```
 
 The client runs :func:`cascade.create_app` behind Flask's test client with a throw-away
-SQLite folder, its own Prometheus registry and an in-memory span exporter (``spans()``). Unless
-the settings name a real ``K_SINK``, what the function publishes is kept, not sent
-(``published()``).
+SQLite folder, its own Prometheus registry and an in-memory span exporter (``spans()``). With
+default settings, what the function publishes is kept, not sent (``published()``).
 
 A whole chain of functions, wired by the same Knative manifests as the cluster, runs in process
 with :class:`Chain`; :func:`discover` lists the functions of a folder.
@@ -135,9 +134,10 @@ class EventResult:
 class FunctionClient(ClosesOnExit):
     """An in-process client for one function.
 
-    ``publish_transport`` carries what the function publishes; by default a
-    :class:`RecordingTransport` when ``settings`` name no ``K_SINK`` (read it with
-    :meth:`published`), else real HTTP posts to that sink.
+    ``publish_transport`` carries what the function publishes: pass a
+    :class:`RecordingTransport` (the default when no ``settings`` are given) to read it back
+    with :meth:`published`; otherwise the settings' ``K_SINK`` gets real HTTP posts, and
+    without one publishing fails as it does in production.
     """
 
     def __init__(
@@ -153,10 +153,13 @@ class FunctionClient(ClosesOnExit):
         if settings is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="cascade-test-")
             settings = Settings(data_dir=Path(self._tmp.name))
+            if publish_transport is None:
+                publish_transport = RecordingTransport()
         self.recorder: RecordingTransport | None = None
-        if publish_transport is None and settings.sink is None:
-            self.recorder = publish_transport = RecordingTransport()
-            settings = replace(settings, sink=RECORDING_SINK)
+        if isinstance(publish_transport, RecordingTransport):
+            self.recorder = publish_transport
+            if settings.sink is None:
+                settings = replace(settings, sink=RECORDING_SINK)
         self.settings = settings
         self.exporter = InMemorySpanExporter()
         if tracer_provider is None:
@@ -245,11 +248,11 @@ class FunctionClient(ClosesOnExit):
     def published(self, model: type[Event] | str | None = None) -> list[Message]:
         """Events the function published (only of ``model``'s type when given), oldest first.
 
-        Needs the recording transport (the default when no ``K_SINK`` was given)."""
+        Needs a RecordingTransport (the default when no settings were given)."""
         if self.recorder is None:
             raise LookupError(
-                "this client publishes to a real sink "
-                f"({self.settings.sink}); published() records only without one"
+                "this client does not record what it publishes: pass "
+                "publish_transport=RecordingTransport() (or no settings)"
             )
         return self.recorder.messages(model)
 

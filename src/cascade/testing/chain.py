@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import random
 import tempfile
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +50,7 @@ from prometheus_client import CollectorRegistry
 
 from cascade.broker.dispatch.delivery import HttpResponse, TransportError
 from cascade.broker.dispatch.egress import EgressConfig, TriggerEgress
-from cascade.broker.dispatch.sender import AttemptTarget
+from cascade.broker.dispatch.sender import AttemptTarget, delivery_headers
 from cascade.broker.event import Record, StoredEvent
 from cascade.broker.http.event import InvalidEvent, binary_headers, event_from_http, event_size
 from cascade.broker.ingress.receiver import broker_path
@@ -66,7 +65,7 @@ from cascade.closing import ClosesOnExit
 from cascade.discovery import discover
 from cascade.events import Event, bound_type
 from cascade.publish import SinkAnswer
-from cascade.reply import now_rfc3339
+from cascade.reply import outgoing_attributes
 from cascade.settings import Settings
 from cascade.testing import EventResult, FunctionClient
 from cascade.testing.messages import Message
@@ -132,9 +131,8 @@ class Chain(ClosesOnExit):
 
     def __init__(
         self,
-        manifests: Sequence[str | Path],
+        *manifests: str | Path,
         functions_dir: str | Path = "functions",
-        *,
         settings: Mapping[str, Any] | None = None,
         broker: str | None = None,
         seed: int | None = None,
@@ -142,7 +140,15 @@ class Chain(ClosesOnExit):
         max_event_bytes: int | None = None,
         max_records: int = DEFAULT_MAX_RECORDS,
     ) -> None:
-        """See :meth:`from_manifests`."""
+        """Load ``manifests`` (files or folders, as ``cascade run -f``) and every function of
+        ``functions_dir``.
+
+        ``settings`` are :class:`~cascade.Settings` fields for every function (e.g.
+        ``database_url``); each gets its own SQLite folder otherwise, and ``K_SINK`` = the
+        ingress of ``broker`` (``"namespace/name"``; needed only when the manifests hold
+        several Brokers). ``seed`` draws the dispatch order (see the module docs);
+        ``max_records`` bounds one :meth:`run_until_idle` (a Kafka broker has no loop guard).
+        """
         self._broker_settings = BrokerSettings(
             log_kind="memory",
             partitions=partitions,
@@ -162,48 +168,21 @@ class Chain(ClosesOnExit):
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.clients: dict[str, FunctionClient] = {}
         try:
-            self._open(list(manifests), Path(functions_dir), dict(settings or {}), broker)
+            self._open(manifests, Path(functions_dir), dict(settings or {}), broker)
         except BaseException:
             self.close()
             raise
 
     @classmethod
-    def from_manifests(
-        cls,
-        *manifests: str | Path,
-        functions_dir: str | Path = "functions",
-        settings: Mapping[str, Any] | None = None,
-        broker: str | None = None,
-        seed: int | None = None,
-        partitions: int = 10,
-        max_event_bytes: int | None = None,
-        max_records: int = DEFAULT_MAX_RECORDS,
-    ) -> Chain:
-        """Load ``manifests`` (files or folders, as ``cascade run -f``) and every function of
-        ``functions_dir``.
-
-        ``settings`` are :class:`~cascade.Settings` fields for every function (e.g.
-        ``database_url``); each gets its own SQLite folder otherwise, and ``K_SINK`` = the
-        ingress of ``broker`` (``"namespace/name"``; needed only when the manifests hold
-        several Brokers). ``seed`` draws the dispatch order (see the module docs);
-        ``max_records`` bounds one :meth:`run_until_idle` (a Kafka broker has no loop guard).
-        """
-        return cls(
-            manifests,
-            functions_dir,
-            settings=settings,
-            broker=broker,
-            seed=seed,
-            partitions=partitions,
-            max_event_bytes=max_event_bytes,
-            max_records=max_records,
-        )
+    def from_manifests(cls, *manifests: str | Path, **options: Any) -> Chain:
+        """``Chain(*manifests, **options)``, for readers who like the source named."""
+        return cls(*manifests, **options)
 
     # ------------------------------------------------------------------ setup
 
     def _open(
         self,
-        manifests: list[str | Path],
+        manifests: Sequence[str | Path],
         functions_dir: Path,
         settings: dict[str, Any],
         broker: str | None,
@@ -224,7 +203,7 @@ class Chain(ClosesOnExit):
             key = (trigger.namespace, trigger.broker)
             egress = TriggerEgress(
                 EgressConfig.for_trigger(trigger),
-                _AppSender(self),
+                self._attempt,
                 self._storer(key),
                 metrics,
                 activity=self._activity,
@@ -304,19 +283,14 @@ class Chain(ClosesOnExit):
 
         Nothing is delivered until :meth:`run_until_idle`. Raises ChainError when the ingress
         refuses the event."""
-        attributes = {
-            "specversion": "1.0",
-            "id": event_id or str(uuid.uuid4()),
-            "source": source,
-            "type": bound_type(type(event)),
-            "time": now_rfc3339(),
-            "datacontenttype": "application/json",
-        }
-        if subject is not None:
-            attributes["subject"] = subject
-        if partitionkey is not None:
-            attributes["partitionkey"] = partitionkey
-        attributes.update(extensions or {})
+        attributes = outgoing_attributes(
+            event,
+            source=source,
+            subject=subject,
+            partitionkey=partitionkey,
+            extensions=extensions,
+            event_id=event_id,
+        )
         answer = self.post(self.ingress_url(), binary_headers(attributes), event.to_json_bytes())
         if answer.status != 202:
             raise ChainError(f"the ingress refused the event: HTTP {answer.status} {answer.body!r}")
@@ -407,12 +381,15 @@ class Chain(ClosesOnExit):
     # ------------------------------------------------------------------ the egress's sender
 
     async def _attempt(
-        self, target: AttemptTarget, event: StoredEvent, attempt: int
+        self,
+        target: AttemptTarget,
+        event: StoredEvent,
+        record_headers: Mapping[str, str],
+        attempt: int,
+        timeout: float,
     ) -> HttpResponse:
         """One delivery attempt: the broker's headers (§8.1) posted to the function's app."""
-        headers = binary_headers(event.attributes)
-        headers["Prefer"] = "reply"
-        headers["Kn-Namespace"] = target.namespace
+        headers = delivery_headers(target, event)
         backoff, self._backoff = self._backoff, 0.0
         message = Message.from_stored(event)
 
@@ -472,23 +449,6 @@ class Chain(ClosesOnExit):
                 heads.add(lane)
             ready.append(index)
         return self._jobs.pop(self._random.choice(ready))
-
-
-class _AppSender:
-    """The egress's sender: attempts go to the function apps instead of sockets."""
-
-    def __init__(self, chain: Chain) -> None:
-        self._chain = chain
-
-    async def send(
-        self,
-        target: AttemptTarget,
-        event: StoredEvent,
-        record_headers: Mapping[str, str],
-        attempt: int,
-        timeout: float,
-    ) -> HttpResponse:
-        return await self._chain._attempt(target, event, attempt)
 
 
 class _IngressTransport:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar, overload
 
+from cascade.attribute_view import AttributeView
 from cascade.broker.event import StoredEvent
 from cascade.broker.http.event import InvalidEvent, event_from_http
 from cascade.events import Event, bound_type
@@ -29,7 +30,7 @@ E = TypeVar("E", bound=Event)
 
 
 @dataclass(frozen=True)
-class Message:
+class Message(AttributeView):
     """A CloudEvent as it travels: its attributes (wire form, extensions included) and data."""
 
     attributes: Mapping[str, str]
@@ -40,22 +41,6 @@ class Message:
 
     def __repr__(self) -> str:
         return f"Message(type={self.type!r}, id={self.id!r}, partitionkey={self.partitionkey!r})"
-
-    @property
-    def type(self) -> str:
-        return self.attributes["type"]
-
-    @property
-    def id(self) -> str:
-        return self.attributes["id"]
-
-    @property
-    def source(self) -> str:
-        return self.attributes["source"]
-
-    @property
-    def subject(self) -> str | None:
-        return self.attributes.get("subject")
 
     @property
     def partitionkey(self) -> str | None:

@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from opentelemetry.trace import Status, StatusCode
 
@@ -44,7 +43,7 @@ from cascade.broker.telemetry.metrics import BrokerMetrics, Outcome
 from cascade.broker.telemetry.tracing import BrokerTracing, headers_for, reply_parent
 from cascade.broker.topology import TriggerConfig
 
-__all__ = ["AttemptSender", "EgressConfig", "Publish", "TriggerEgress", "with_kafka_metadata"]
+__all__ = ["SendAttempt", "EgressConfig", "Publish", "TriggerEgress", "with_kafka_metadata"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,17 +51,11 @@ Publish = Callable[[StoredEvent, Mapping[str, str]], Awaitable[object]]
 """Stores a reply in the Broker's log, with its trace headers; raises when it cannot."""
 
 
-class AttemptSender(Protocol):
-    """Makes one delivery attempt (HttpSender; cascade.testing.Chain calls function apps)."""
-
-    async def send(
-        self,
-        target: AttemptTarget,
-        event: StoredEvent,
-        record_headers: Mapping[str, str],
-        attempt: int,
-        timeout: float,
-    ) -> HttpResponse: ...
+SendAttempt = Callable[
+    [AttemptTarget, StoredEvent, Mapping[str, str], int, float], Awaitable[HttpResponse]
+]
+"""``send(target, event, record_headers, attempt, timeout)``: one attempt (``HttpSender.send``;
+cascade.testing.Chain posts to function apps); raises TransportError without a response."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +95,7 @@ class TriggerEgress:
     def __init__(
         self,
         config: EgressConfig,
-        sender: AttemptSender,
+        send: SendAttempt,
         publish: Publish,
         metrics: BrokerMetrics,
         *,
@@ -114,7 +107,7 @@ class TriggerEgress:
         self.config = config
         self._sleep = sleep  # the backoff wait; cascade.testing.Chain records it instead
         self._tracing = tracing
-        self._sender = sender
+        self._send = send
         self._publish = publish
         self._metrics = metrics
         self._max_hops = max_hops
@@ -167,10 +160,10 @@ class TriggerEgress:
     ) -> DeliveryResult:
         async def send_once(attempt: int, timeout: float) -> HttpResponse:
             if clock is None:
-                return await self._sender.send(target, event, record_headers, attempt, timeout)
+                return await self._send(target, event, record_headers, attempt, timeout)
             clock.begin()
             try:
-                response = await self._sender.send(target, event, record_headers, attempt, timeout)
+                response = await self._send(target, event, record_headers, attempt, timeout)
             except TransportError as exc:
                 clock.end(None, str(exc))
                 raise

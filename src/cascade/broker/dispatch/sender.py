@@ -22,7 +22,7 @@ from cascade.broker.http.event import binary_headers
 from cascade.broker.telemetry.metrics import BrokerMetrics
 from cascade.broker.telemetry.tracing import BrokerTracing, headers_for, incoming_context
 
-__all__ = ["AttemptTarget", "HttpSender"]
+__all__ = ["AttemptTarget", "HttpSender", "delivery_headers"]
 
 _NO_CONTENT_TYPE = frozenset({"Content-Type"})
 
@@ -35,6 +35,14 @@ class AttemptTarget:
     namespace: str
     trigger: str
     kind: str
+
+
+def delivery_headers(target: AttemptTarget, event: StoredEvent) -> dict[str, str]:
+    """The headers of a delivery (§8.1), trace context aside: binary mode, Prefer, namespace."""
+    headers = binary_headers(event.attributes)
+    headers["Prefer"] = "reply"
+    headers["Kn-Namespace"] = target.namespace
+    return headers
 
 
 class HttpSender:
@@ -61,9 +69,7 @@ class HttpSender:
         timeout: float,
     ) -> HttpResponse:
         """POST the event once; raise TransportError when no response came back."""
-        headers = binary_headers(event.attributes)
-        headers["Prefer"] = "reply"
-        headers["Kn-Namespace"] = target.namespace
+        headers = delivery_headers(target, event)
         trace_headers: dict[str, str] = {}
         parent = incoming_context(record_headers)
         span = None
