@@ -1,4 +1,5 @@
-"""Crash safety of `cascade broker` on sqlite: kill -9 while delivering, then restart.
+"""Crash safety of `cascade broker` on sqlite and NATS JetStream: kill -9 while delivering,
+then restart; and, on NATS, the NATS server itself killed and restarted under load.
 
 Every event answered 202 must reach every matching Trigger at least once, and an ordered
 Trigger must see each partition key's events first delivered in publish order.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from scripts.nats_server import NatsServer
 
 from tests.conformance.harness import (
     WAIT,
@@ -60,16 +63,21 @@ def event_key(n: int) -> str | None:
     return KEYS[n % len(KEYS)] if n % 3 else None
 
 
-def publish(broker: BrokerProcess, n: int) -> bool:
-    """True when the broker answered 202 (the event is stored); False on 503/no answer."""
+def post(broker: BrokerProcess, n: int) -> int | None:
+    """The broker's status for event ``n``; None when it did not answer."""
     key = event_key(n)
     extra = {"partitionkey": key} if key else {}
     headers = ce_headers(f"ev-{n:04d}", "keyed" if key else "loose", **extra)
     try:
         reply = request(broker.port, "POST", "/conformance/default", headers, b"{}", timeout=5)
     except OSError:
-        return False
-    return reply.status == 202
+        return None
+    return reply.status
+
+
+def publish(broker: BrokerProcess, n: int) -> bool:
+    """True when the broker answered 202 (the event is stored); False on 503/no answer."""
+    return post(broker, n) == 202
 
 
 def first_deliveries(subscriber: Subscriber, path: str) -> list[str]:
@@ -95,9 +103,23 @@ def check_everything_arrived(subscriber: Subscriber, accepted: set[int]) -> None
         assert numbers == sorted(numbers), key
 
 
-def test_kill_9_while_delivering_loses_nothing(tmp_path: Path, subscriber: Subscriber) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("nats", marks=pytest.mark.nats)])
+def durable_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """A log that survives the broker: sqlite files, or a NATS server of this test's own."""
+    if request.param == "sqlite":
+        yield "sqlite", []
+        return
+    with NatsServer(tmp_path / "nats") as server:
+        yield "nats", ["--nats-url", server.url]
+
+
+def test_kill_9_while_delivering_loses_nothing(
+    tmp_path: Path, subscriber: Subscriber, durable_log: tuple[str, list[str]]
+) -> None:
+    kind, log_args = durable_log
     files = manifests(tmp_path, subscriber)
-    broker = BrokerProcess(files, tmp_path, log="sqlite", args=["--partitions", "4"]).start()
+    args = [*log_args, "--partitions", "4"]
+    broker = BrokerProcess(files, tmp_path, log=kind, args=args).start()
     accepted: set[int] = set()
     stop_publishing = threading.Event()
 
@@ -119,9 +141,7 @@ def test_kill_9_while_delivering_loses_nothing(tmp_path: Path, subscriber: Subsc
         thread.join(WAIT)
     assert len(accepted) >= 30
 
-    again = BrokerProcess(
-        files, tmp_path, log="sqlite", args=["--partitions", "4"], port=broker.port
-    )
+    again = BrokerProcess(files, tmp_path, log=kind, args=args, port=broker.port)
     again.start()
     try:
         for n in range(1000, 1050):
@@ -155,3 +175,56 @@ def test_graceful_stop_exits_0_and_loses_nothing(
     finally:
         assert again.stop() == 0
     check_everything_arrived(subscriber, accepted)
+
+
+@pytest.mark.nats
+def test_nats_server_restart_answers_503_meanwhile_and_loses_nothing(
+    tmp_path: Path, subscriber: Subscriber
+) -> None:
+    """kill -9 of the NATS server under load: the ingress answers 503 while the log is down,
+    takes events again once the server is back (same store), and every 202 is delivered."""
+    files = manifests(tmp_path, subscriber)
+    statuses: dict[int, int | None] = {}
+    stop_publishing = threading.Event()
+    with NatsServer(tmp_path / "nats") as server:
+        args = ["--nats-url", server.url, "--partitions", "4"]
+        broker = BrokerProcess(files, tmp_path, log="nats", args=args).start()
+
+        def publisher() -> None:
+            n = 0
+            while not stop_publishing.is_set() and n < 5000:
+                statuses[n] = post(broker, n)
+                n += 1
+                time.sleep(0.005)
+
+        def count(status: int, after: int = -1) -> int:
+            return sum(1 for n, s in list(statuses.items()) if s == status and n > after)
+
+        thread = threading.Thread(target=publisher)
+        try:
+            thread.start()
+            subscriber.wait_for("/unordered", 20)
+            server.kill()
+            killed_at = max(statuses)
+            wait_until(lambda: count(503, killed_at) >= 5, "503 answers while NATS is down")
+            server.start()  # same port, same JetStream store
+            back_at = max(statuses)
+            wait_until(lambda: count(202, back_at) >= 30, "202 answers once NATS is back")
+        finally:
+            stop_publishing.set()
+            thread.join(WAIT)
+        try:
+            broker.wait_idle(timeout=120)
+        finally:
+            assert broker.stop() == 0, broker.output()
+    accepted = {n for n, status in statuses.items() if status == 202}
+    # Down means 503 (or an append timing out while it reconnects), never a 5xx of another kind.
+    assert {s for s in statuses.values()} <= {202, 503}, sorted(set(statuses.values()), key=str)
+    check_everything_arrived(subscriber, accepted)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

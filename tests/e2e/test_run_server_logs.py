@@ -1,5 +1,6 @@
-"""`cascade run --log kafka`: the whole shop on a Kafka-protocol log (Tansu, as `make run
-LOG=kafka` starts it), and the launcher that starts Tansu for a command."""
+"""`cascade run --log kafka` and `--log nats`: the whole shop on a Kafka-protocol log (Tansu, as
+`make run LOG=kafka` starts it) and on NATS JetStream, and the launcher that starts Tansu for a
+command."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from scripts.kafka_server import tansu_broker
 
 from tests.e2e.harness import (
     ShopRun,
@@ -19,17 +19,19 @@ from tests.e2e.harness import (
     place_order,
     wait_until,
 )
+from tests.log_servers import SERVER_LOGS, log_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-def test_the_shop_confirms_orders_on_a_kafka_log(tmp_path: Path) -> None:
-    with tansu_broker() as bootstrap_servers:
+@pytest.mark.parametrize("kind", SERVER_LOGS)
+def test_the_shop_confirms_orders_on_a_server_log(tmp_path: Path, kind: str) -> None:
+    with log_server(kind) as log_args:
         run = ShopRun.in_dir(tmp_path)
-        run.args = ("--log", "kafka", "--bootstrap-servers", bootstrap_servers)
+        run.args = tuple(log_args)
         try:
             run.start()
-            assert f"starting the broker (kafka log at {bootstrap_servers})" in run.output()
+            assert f"starting the broker ({kind} log at {log_args[3]})" in run.output()
             order_url = run.url("order")
             ids = [place_order(order_url, [("STICKER", 1)]) for _ in range(5)]
             ids.append(place_order(order_url, [("VINYL", 1)]))  # out of stock
@@ -39,16 +41,17 @@ def test_the_shop_confirms_orders_on_a_kafka_log(tmp_path: Path) -> None:
                 done = all(states.get(i) in ("CONFIRMED", "CANCELLED") for i in ids)
                 return states if done and broker_lag(run.broker) == 0 else None
 
-            states = wait_until(all_final, 90, "every order to be final on the kafka log")
+            states = wait_until(all_final, 90, f"every order to be final on the {kind} log")
             assert [states[i] for i in ids] == ["CONFIRMED"] * 5 + ["CANCELLED"]
             check_stock(run.url("inventory"))
-            # The broker's topic is on the Kafka server, not in the data directory.
+            # The broker's topic or stream is on the server, not in the data directory.
             assert not list(run.data_dir.glob("*.log.sqlite3"))
             assert run.stop() == 0, run.output()
         finally:
             run.kill_all()
 
 
+@pytest.mark.kafka
 def test_the_launcher_runs_a_command_against_a_fresh_tansu_and_stops_it() -> None:
     probe = (
         "import socket, sys; host, port = sys.argv[-1].split(':'); "
