@@ -182,8 +182,17 @@ class SenderVerifier:
 
     def check(self, authorization: str | None) -> Refusal | None:
         """``None`` when the sender may deliver, else why not."""
+        subject = self.authenticate(authorization)
+        if isinstance(subject, Refusal):
+            return subject
+        if subject_allowed(subject, self.allowed_subjects):
+            return None
+        return Refusal(403, "subject", f"sender {subject!r} may not deliver to this function")
+
+    def authenticate(self, authorization: str | None) -> str | Refusal:
+        """The subject of a valid token, or why the token is not valid."""
         if not authorization:
-            return Refusal(401, "missing", "this function needs a bearer token (Authorization)")
+            return Refusal(401, "missing", "a bearer token is required (Authorization)")
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -193,7 +202,7 @@ class SenderVerifier:
         with self._verified_lock:
             known = self._verified.get(token)
         if known is not None and time.time() <= known[0] + self.leeway_seconds:
-            return self._check_subject(known[1])
+            return known[1]
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -207,12 +216,10 @@ class SenderVerifier:
         except KeysUnavailable as exc:
             return Refusal(503, "keys_unavailable", f"the issuer's keys are unavailable: {exc}")
         if key is None:
-            return Refusal(
-                401, "unknown_key", "the token is signed by a key the issuer does not list"
-            )
+            return Refusal(401, "unknown_key", "the token is signed by a key the issuer does not list")
         return self._verify(token, key, algorithm)
 
-    def _verify(self, token: str, key: PyJWK, algorithm: str) -> Refusal | None:
+    def _verify(self, token: str, key: PyJWK, algorithm: str) -> str | Refusal:
         try:
             claims = jwt.decode(
                 token,
@@ -244,9 +251,4 @@ class SenderVerifier:
             self._verified[token] = (float(expires), subject)
             if len(self._verified) > _VERIFIED_MAX:
                 self._verified.popitem(last=False)
-        return self._check_subject(subject)
-
-    def _check_subject(self, subject: str) -> Refusal | None:
-        if subject_allowed(subject, self.allowed_subjects):
-            return None
-        return Refusal(403, "subject", f"sender {subject!r} may not deliver to this function")
+        return subject

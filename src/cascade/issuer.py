@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
@@ -55,18 +58,43 @@ class LocalIssuer:
         self,
         url: str,
         *,
+        key: rsa.RSAPrivateKey | None = None,
         token_ttl_seconds: float = DEFAULT_TOKEN_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url.rstrip("/")
         self.token_ttl_seconds = token_ttl_seconds
         self._clock = clock
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         public = json.loads(RSAAlgorithm.to_jwk(self._key.public_key()))
         self.kid = hashlib.sha256(json.dumps(public, sort_keys=True).encode()).hexdigest()[:16]
         self._jwk: dict[str, Any] = {**public, "kid": self.kid, "use": "sig", "alg": "RS256"}
         self._tokens: dict[tuple[str, str], tuple[float, str]] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_key_file(cls, url: str, path: Path, **options: Any) -> LocalIssuer:
+        """An issuer whose key lives in ``path`` (PEM, owner-only), made there on first use.
+
+        The file is the local root of trust: whoever reads it can mint tokens, exactly as whoever
+        can write the data directory can write the log itself.
+        """
+        if path.exists():
+            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(loaded, rsa.RSAPrivateKey):
+                raise ValueError(f"{path} does not hold an RSA private key")
+            return cls(url, key=loaded, **options)
+        issuer = cls(url, **options)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pem = issuer._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(pem)
+        return issuer
 
     @property
     def jwks_url(self) -> str:

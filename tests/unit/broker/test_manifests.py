@@ -1002,17 +1002,16 @@ def test_a_service_with_a_bad_url_is_rejected(
     assert (err.obj, err.field) == ("Service default/payment", field)
 
 
-def test_ca_certs_and_audience_are_ignored_with_a_notice(tmp_path: Path) -> None:
+def test_ca_certs_are_ignored_with_a_notice_and_audiences_are_kept(tmp_path: Path) -> None:
     subscriber = {"uri": "https://x.example/", "CACerts": "---PEM---", "audience": "x"}
     dls = {"uri": "https://dls.example/", "audience": "dls"}
     path = write(
         tmp_path, broker(), trigger(subscriber=subscriber, delivery={"deadLetterSink": dls})
     )
     topology = load_topology([path])
-    assert only_trigger(topology).subscriber == "https://x.example/"
+    loaded = only_trigger(topology)
+    assert loaded.subscriber == "https://x.example/"
+    assert loaded.subscriber_audience == "x"
+    assert loaded.delivery.dead_letter_audience == "dls"
     prefix = f"{path}: Trigger default/orders: spec."
-    assert topology.notices == (
-        f"{prefix}subscriber.CACerts is ignored by the local broker",
-        f"{prefix}subscriber.audience is ignored by the local broker",
-        f"{prefix}delivery.deadLetterSink.audience is ignored by the local broker",
-    )
+    assert topology.notices == (f"{prefix}subscriber.CACerts is ignored by the local broker",)

@@ -7,7 +7,7 @@ destinations are resolved to URLs; see :mod:`cascade.broker.topology` for what i
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
@@ -21,6 +21,7 @@ from cascade.broker.topology.delivery_spec import (
     field_name,
     parse_delivery,
 )
+from cascade.broker.topology.event_policy import EventPolicyConfig, build_event_policy
 from cascade.broker.topology.knative import (
     BROKER_CLASS_ANNOTATION,
     DELIVERY_ORDER_ANNOTATION,
@@ -49,6 +50,17 @@ _TRIGGER_SPEC_FIELDS: Final = ("broker", "filter", "filters", "subscriber", "del
 _BROKER_SPEC_FIELDS: Final = ("config", "delivery")
 _DESTINATION_FIELDS: Final = ("ref", "uri", "CACerts", "audience")
 _REF_FIELDS: Final = ("apiVersion", "kind", "name", "namespace")
+
+
+def service_audience(namespace: str, name: str) -> str:
+    """A Knative Service's OIDC audience: Serving announces none, so it is named the way Knative
+    names its own (``group/kind/namespace/name``); the chart renders the same value."""
+    return f"serving.knative.dev/service/{namespace}/{name}"
+
+
+def broker_audience(namespace: str, name: str) -> str:
+    """The audience a Knative Broker announces in ``status.address.audience``."""
+    return f"eventing.knative.dev/broker/{namespace}/{name}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,7 @@ class TriggerConfig:
     delivery: DeliverySpec
     ordered: bool
     source: str
+    subscriber_audience: str | None = None  # sent a token for under cascade broker --oidc
 
     @property
     def group(self) -> str:
@@ -100,6 +113,7 @@ class Topology:
     triggers: tuple[TriggerConfig, ...]
     services: dict[tuple[str, str], ServiceConfig]
     notices: tuple[str, ...] = ()
+    policies: tuple[EventPolicyConfig, ...] = ()
 
     def triggers_for(self, namespace: str, broker: str) -> tuple[TriggerConfig, ...]:
         return tuple(t for t in self.triggers if t.namespace == namespace and t.broker == broker)
@@ -141,11 +155,13 @@ class _Builder:
         for obj in self._of_kind("Broker"):
             self.brokers[(obj.namespace, obj.name)] = self._broker(obj)
         triggers = tuple(self._trigger(obj) for obj in self._of_kind("Trigger"))
+        policies = tuple(build_event_policy(obj) for obj in self._of_kind("EventPolicy"))
         return Topology(
             brokers=self.brokers,
             triggers=triggers,
             services=self.services,
             notices=tuple(self.notices),
+            policies=policies,
         )
 
     def _of_kind(self, kind: str) -> Iterator[KubeObject]:
@@ -255,6 +271,13 @@ class _Builder:
             )
         return urljoin(service.url, uri), service
 
+    @staticmethod
+    def _audience(raw: object, service: ServiceConfig | None) -> str | None:
+        """The destination's ``audience``, else its Service's; a bare URI has none (no token)."""
+        if isinstance(raw, dict) and isinstance(raw.get("audience"), str) and raw["audience"]:
+            return str(raw["audience"])
+        return None if service is None else service_audience(service.namespace, service.name)
+
     def _ref_service(self, ref: object, namespace: str) -> ServiceConfig:
         if not isinstance(ref, dict):
             raise SpecFieldError("ref", f"must be a mapping, got {describe_value(ref)}")
@@ -305,9 +328,11 @@ class _Builder:
 
     def _delivery(self, obj: KubeObject, raw: object) -> DeliverySpec:
         notes: list[str] = []
+        audiences: list[str | None] = []
 
         def dead_letter_sink(value: object) -> str:
-            url = self._destination(value, obj.namespace)[0]
+            url, service = self._destination(value, obj.namespace)
+            audiences.append(self._audience(value, service))
             self._note_ignored_destination_fields(obj, value, "spec.delivery.deadLetterSink")
             return url
 
@@ -317,7 +342,7 @@ class _Builder:
             located = err.within("spec.delivery")
             raise obj.error(located.field, located.message) from None
         self.notices.extend(f"{obj.source}: {obj.label}: spec.delivery: {n}" for n in notes)
-        return spec
+        return replace(spec, dead_letter_audience=audiences[0]) if audiences else spec
 
     # Brokers
 
@@ -405,11 +430,12 @@ class _Builder:
             delivery=delivery,
             ordered=order == "ordered",
             source=obj.source,
+            subscriber_audience=self._audience(spec["subscriber"], service),
         )
 
     def _note_ignored_destination_fields(self, obj: KubeObject, raw: object, path: str) -> None:
         if isinstance(raw, dict):
-            for key in ("CACerts", "audience"):
+            for key in ("CACerts",):
                 if raw.get(key) is not None:
                     self.notices.append(
                         f"{obj.source}: {obj.label}: {path}.{key} is ignored by the local broker"

@@ -82,6 +82,7 @@ class DeliverySpec:
     backoff_delay: float = DEFAULT_BACKOFF_DELAY_SECONDS
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     dead_letter_sink: str | None = None
+    dead_letter_audience: str | None = None  # the sink's OIDC audience (cascade broker --oidc)
 
     def backoff(self, retry_number: int) -> float:
         """Seconds to wait before retry ``retry_number`` (1 = first retry), Kafka formula §3.4.

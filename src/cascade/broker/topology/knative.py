@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "DELIVERY_ORDER_ANNOTATION",
     "EVENTING_API",
+    "EVENT_POLICY_API",
     "KAFKA_CLASSES",
     "REPLY_TYPES_ANNOTATION",
     "SERVING_API",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 EVENTING_API: Final = "eventing.knative.dev/v1"
+EVENT_POLICY_API: Final = "eventing.knative.dev/v1alpha1"
 SERVING_API: Final = "serving.knative.dev/v1"
 BROKER_CLASS_ANNOTATION: Final = "eventing.knative.dev/broker.class"
 DELIVERY_ORDER_ANNOTATION: Final = "kafka.eventing.knative.dev/delivery.order"
@@ -117,6 +119,7 @@ def _list_items(
 _KNOWN_KINDS: Final = {
     ("eventing.knative.dev", "Broker"): EVENTING_API,
     ("eventing.knative.dev", "Trigger"): EVENTING_API,
+    ("eventing.knative.dev", "EventPolicy"): EVENT_POLICY_API,
     ("serving.knative.dev", "Service"): SERVING_API,
 }
 
