@@ -216,7 +216,9 @@ class SenderVerifier:
         except KeysUnavailable as exc:
             return Refusal(503, "keys_unavailable", f"the issuer's keys are unavailable: {exc}")
         if key is None:
-            return Refusal(401, "unknown_key", "the token is signed by a key the issuer does not list")
+            return Refusal(
+                401, "unknown_key", "the token is signed by a key the issuer does not list"
+            )
         return self._verify(token, key, algorithm)
 
     def _verify(self, token: str, key: PyJWK, algorithm: str) -> str | Refusal:
@@ -245,8 +247,8 @@ class SenderVerifier:
         except jwt.PyJWTError as exc:
             return Refusal(401, "invalid", f"the token is invalid: {type(exc).__name__}")
         subject, expires = claims["sub"], claims["exp"]
-        if not isinstance(subject, str):
-            return Refusal(401, "claims", "the token's 'sub' claim is not a string")
+        if not isinstance(subject, str) or not subject:
+            return Refusal(401, "claims", "the token's 'sub' claim is not a non-empty string")
         with self._verified_lock:
             self._verified[token] = (float(expires), subject)
             if len(self._verified) > _VERIFIED_MAX:

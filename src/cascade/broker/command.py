@@ -14,6 +14,7 @@ from cascade.broker.banner import loop_risks, render_startup
 from cascade.broker.log.base import LogError
 from cascade.broker.log.factory import LogKind
 from cascade.broker.log.options import check_log_options, log_options
+from cascade.broker.oidc import AuthorizationMode
 from cascade.broker.server import BrokerServer, new_event_loop
 from cascade.broker.settings import DEFAULT_MAX_EVENT_BYTES, BrokerSettings
 from cascade.broker.topology import ManifestError, Topology, load_topology
@@ -84,6 +85,21 @@ EXIT_START_FAILED = 1
     type=click.FloatRange(min=0),
     help="On SIGTERM, how long in-flight deliveries may finish before they are abandoned.",
 )
+@click.option(
+    "--oidc",
+    is_flag=True,
+    help="Sender identity as Knative's authentication-oidc: serve an OIDC issuer at /-/oidc, "
+    "send a token with every delivery, dead letter and reply, enforce EventPolicies at the "
+    "ingress (docs/security.md).",
+)
+@click.option(
+    "--oidc-default-mode",
+    type=click.Choice(["allow-same-namespace", "allow-all", "deny-all"]),
+    default="allow-same-namespace",
+    show_default=True,
+    help="With --oidc, who may send to a Broker no EventPolicy applies to (Knative's "
+    "default-authorization-mode).",
+)
 def broker(
     files: tuple[Path, ...],
     service_urls: tuple[str, ...],
@@ -98,6 +114,8 @@ def broker(
     max_event_bytes: int,
     max_hops: int | None,
     drain_seconds: float,
+    oidc: bool,
+    oidc_default_mode: AuthorizationMode,
 ) -> None:
     """Run the local Knative-Kafka-class broker (see docs/broker.md)."""
     logging.basicConfig(
@@ -126,6 +144,8 @@ def broker(
             max_event_bytes=max_event_bytes,
             max_hops=max_hops,
             drain_seconds=drain_seconds,
+            oidc=oidc,
+            oidc_default_mode=oidc_default_mode,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -147,6 +167,8 @@ async def _serve(topology: Topology, settings: BrokerSettings) -> int:
         logger.warning("%s", warning)
     if settings.max_hops is not None:
         logger.info("loop guard on: replies beyond %d hops are dropped", settings.max_hops)
+    if server.identity is not None:
+        click.echo(f"sender identity on: issuer {server.identity.issuer.url}")
     click.echo(f"cascade broker ready on http://{settings.host}:{server.port}")
 
     stop = asyncio.Event()

@@ -8,10 +8,12 @@ by this process can land before a new Trigger's starting offset.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import socket
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,9 +22,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from cascade.broker.dispatch.dispatcher import TriggerDispatcher
-from cascade.broker.dispatch.egress import EgressConfig, TriggerEgress
+from cascade.broker.dispatch.egress import EgressConfig, Publish, ReplyRefused, TriggerEgress
 from cascade.broker.dispatch.sender import HttpSender
-from cascade.broker.event import Record
+from cascade.broker.event import Record, StoredEvent
 from cascade.broker.http.admin import Admin, TriggerView
 from cascade.broker.http.client import HttpClient
 from cascade.broker.ingress.appender import Appender
@@ -30,6 +32,7 @@ from cascade.broker.ingress.receiver import BrokerEndpoint, Ingress, broker_path
 from cascade.broker.log.base import BrokerLog
 from cascade.broker.log.factory import open_log
 from cascade.broker.log.tail import TailCache
+from cascade.broker.oidc import BrokerIdentity
 from cascade.broker.settings import BrokerSettings
 from cascade.broker.telemetry.activity import ActivityFeed
 from cascade.broker.telemetry.metrics import BrokerMetrics
@@ -106,6 +109,8 @@ class BrokerServer:
         self._runner: web.ServerRunner | None = None
         self._draining = False
         self.port = settings.port
+        self.identity: BrokerIdentity | None = None
+        self._socket: socket.socket | None = None
 
     @property
     def draining(self) -> bool:
@@ -129,7 +134,24 @@ class BrokerServer:
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._client = HttpClient(max_per_origin=_MAX_CONNECTIONS_PER_HOST)
-        sender = HttpSender(self._client, self._session, self._tracing, self.metrics)
+        if self.settings.oidc:
+            # The issuer's URL names the port, and deliveries sign tokens before the ingress
+            # opens: bind first.
+            self._socket = _bind(self.settings.host, self.settings.port)
+            self.port = int(self._socket.getsockname()[1])
+            self.identity = BrokerIdentity.for_broker(
+                f"http://{_url_host(self.settings.host)}:{self.port}",
+                self.settings.data_dir,
+                self.topology.policies,
+                default_mode=self.settings.oidc_default_mode,
+            )
+        sender = HttpSender(
+            self._client,
+            self._session,
+            self._tracing,
+            self.metrics,
+            token_for=None if self.identity is None else self.identity.trigger_token,
+        )
         for trigger in self.topology.triggers:
             key = (trigger.namespace, trigger.broker)
             if key not in self._logs:
@@ -195,7 +217,7 @@ class BrokerServer:
         egress = TriggerEgress(
             config,
             sender.send,
-            self._appenders[key].append,
+            self._reply_publisher(trigger, self._appenders[key].append),
             self.metrics,
             max_hops=self.settings.max_hops,
             activity=self.activity,
@@ -213,6 +235,21 @@ class BrokerServer:
             tail=self._tails[key],
         )
 
+    def _reply_publisher(self, trigger: TriggerConfig, append: Publish) -> Publish:
+        identity = self.identity
+        if identity is None:
+            return append
+
+        async def publish(event: StoredEvent, headers: Mapping[str, str]) -> object:
+            refusal = identity.authorize_reply(
+                trigger.namespace, trigger.broker, trigger.name, event.attributes
+            )
+            if refusal is not None:
+                raise ReplyRefused(refusal.detail)
+            return await append(event, headers)
+
+        return publish
+
     async def _open_http(self) -> None:
         endpoints = {
             broker_path(*key): BrokerEndpoint(key[0], key[1], appender)
@@ -224,10 +261,13 @@ class BrokerServer:
             self._tracing,
             max_event_bytes=self.settings.max_event_bytes,
             draining=lambda: self._draining,
+            identity=self.identity,
         )
         admin = Admin(self._views, self.metrics, self._executor, draining=lambda: self._draining)
         admin_routes = admin.routes()
         admin_routes["/-/activity"] = self.activity.handle
+        if self.identity is not None:
+            admin_routes.update(_json_routes(self.identity.documents()))
 
         async def route(request: web.BaseRequest) -> web.StreamResponse:
             # Probe first, then 405 for every other non-POST, then the ingress (§1.2).
@@ -255,8 +295,37 @@ class BrokerServer:
         low_level = web.Server(route, request_factory=make_request, access_log=None)
         self._runner = web.ServerRunner(low_level, shutdown_timeout=5.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        site: web.BaseSite = (
+            web.TCPSite(self._runner, self.settings.host, self.settings.port)
+            if self._socket is None
+            else web.SockSite(self._runner, self._socket)
+        )
         await site.start()
         addresses = self._runner.addresses
         if addresses:
             self.port = int(addresses[0][1])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=1024)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _json_routes(
+    documents: Mapping[str, Mapping[str, object]],
+) -> dict[str, Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]]:
+    def serve(
+        document: Mapping[str, object],
+    ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+        body = json.dumps(document).encode()
+
+        async def handler(request: web.BaseRequest) -> web.StreamResponse:
+            return web.Response(body=body, content_type="application/json")
+
+        return handler
+
+    return {path: serve(document) for path, document in documents.items()}

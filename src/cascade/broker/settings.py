@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cascade.broker.log.factory import LogKind
+from cascade.broker.oidc import AuthorizationMode
 
 __all__ = ["BrokerSettings"]
 
@@ -26,6 +27,8 @@ class BrokerSettings:
     max_hops: int | None = None  # opt-in loop guard; the Kafka class has none (§5.4)
     drain_seconds: float = 5.0  # how long in-flight deliveries may finish on SIGTERM
     commit_interval: float = 0.2
+    oidc: bool = False  # issue and check sender identity (cascade.broker.oidc)
+    oidc_default_mode: AuthorizationMode = "allow-same-namespace"
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -43,7 +43,14 @@ from cascade.broker.telemetry.metrics import BrokerMetrics, Outcome
 from cascade.broker.telemetry.tracing import BrokerTracing, headers_for, reply_parent
 from cascade.broker.topology import TriggerConfig
 
-__all__ = ["SendAttempt", "EgressConfig", "Publish", "TriggerEgress", "with_kafka_metadata"]
+__all__ = [
+    "EgressConfig",
+    "Publish",
+    "ReplyRefused",
+    "SendAttempt",
+    "TriggerEgress",
+    "with_kafka_metadata",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +74,8 @@ class EgressConfig:
     policy: RetryPolicy
     dead_letter_sink: str | None
     broker: str = ""  # the Broker whose log replies go to (span attributes)
+    subscriber_audience: str | None = None  # OIDC audiences (cascade broker --oidc)
+    dead_letter_audience: str | None = None
 
     @classmethod
     def for_trigger(cls, trigger: TriggerConfig) -> EgressConfig:
@@ -80,7 +89,13 @@ class EgressConfig:
             policy=RetryPolicy(spec.retry, spec.backoff, spec.timeout),
             dead_letter_sink=spec.dead_letter_sink,
             broker=trigger.broker,
+            subscriber_audience=trigger.subscriber_audience,
+            dead_letter_audience=spec.dead_letter_audience,
         )
+
+
+class ReplyRefused(Exception):
+    """The Broker does not take this reply from this Trigger (an EventPolicy says no)."""
 
 
 def with_kafka_metadata(record: Record) -> StoredEvent:
@@ -114,7 +129,11 @@ class TriggerEgress:
         self._activity = activity
         self._label = f"{config.namespace}/{config.trigger}"
         self._subscriber = AttemptTarget(
-            config.subscriber, config.namespace, config.trigger, "subscriber"
+            config.subscriber,
+            config.namespace,
+            config.trigger,
+            "subscriber",
+            config.subscriber_audience,
         )
 
     async def process(self, record: Record) -> None:
@@ -188,7 +207,13 @@ class TriggerEgress:
                 event_id,
             )
             return Outcome.DROPPED
-        target = AttemptTarget(sink, self.config.namespace, self.config.trigger, "dead-letter sink")
+        target = AttemptTarget(
+            sink,
+            self.config.namespace,
+            self.config.trigger,
+            "dead-letter sink",
+            self.config.dead_letter_audience,
+        )
         result = await self._deliver(target, event, record_headers)
         if not result.succeeded:
             self._count(Outcome.DROPPED)
@@ -253,6 +278,10 @@ class TriggerEgress:
             record_headers = headers_for(span, parent)
         try:
             await self._publish(reply, record_headers)
+        except ReplyRefused as exc:
+            if span is not None:
+                span.set_status(Status(StatusCode.ERROR, "the broker refused the reply"))
+            return f"a reply the broker refuses ({exc})"
         except Exception as exc:  # the log is down: Kafka sends the original to the DLS
             logger.error("trigger %s: storing a reply failed: %s", self._label, exc)
             if span is not None:

@@ -9,7 +9,7 @@ of the producer's request is forwarded: only the CloudEvent was stored.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -22,7 +22,7 @@ from cascade.broker.http.event import binary_headers
 from cascade.broker.telemetry.metrics import BrokerMetrics
 from cascade.broker.telemetry.tracing import BrokerTracing, headers_for, incoming_context
 
-__all__ = ["AttemptTarget", "HttpSender", "delivery_headers"]
+__all__ = ["AttemptTarget", "HttpSender", "TokenFor", "delivery_headers"]
 
 _NO_CONTENT_TYPE = frozenset({"Content-Type"})
 
@@ -35,6 +35,11 @@ class AttemptTarget:
     namespace: str
     trigger: str
     kind: str
+    audience: str | None = None  # with --oidc: a token for it goes along (none for a bare URI)
+
+
+TokenFor = Callable[[str, str, str], str]
+"""``(namespace, trigger, audience)`` → a bearer token in the Trigger's name."""
 
 
 def delivery_headers(target: AttemptTarget, event: StoredEvent) -> dict[str, str]:
@@ -54,11 +59,13 @@ class HttpSender:
         session: aiohttp.ClientSession,
         tracing: BrokerTracing,
         metrics: BrokerMetrics,
+        token_for: TokenFor | None = None,
     ) -> None:
         self._client = client
         self._session = session
         self._tracing = tracing
         self._metrics = metrics
+        self._token_for = token_for
 
     async def send(
         self,
@@ -70,6 +77,9 @@ class HttpSender:
     ) -> HttpResponse:
         """POST the event once; raise TransportError when no response came back."""
         headers = delivery_headers(target, event)
+        if self._token_for is not None and target.audience is not None:
+            token = self._token_for(target.namespace, target.trigger, target.audience)
+            headers["Authorization"] = f"Bearer {token}"
         trace_headers: dict[str, str] = {}
         parent = incoming_context(record_headers)
         span = None

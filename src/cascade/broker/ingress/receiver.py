@@ -26,8 +26,10 @@ from cascade.broker.http.event import (
 )
 from cascade.broker.ingress.appender import Appender
 from cascade.broker.log.base import LogError
+from cascade.broker.oidc import BrokerIdentity
 from cascade.broker.telemetry.metrics import BrokerMetrics
 from cascade.broker.telemetry.tracing import BrokerTracing, headers_for, incoming_context
+from cascade.identity import Refusal
 
 __all__ = ["REASON_HEADER", "BrokerEndpoint", "Ingress", "broker_path"]
 
@@ -56,12 +58,14 @@ class Ingress:
         *,
         max_event_bytes: int,
         draining: Callable[[], bool],
+        identity: BrokerIdentity | None = None,
     ) -> None:
         self._endpoints = dict(endpoints)
         self._metrics = metrics
         self._tracing = tracing
         self._max_event_bytes = max_event_bytes
         self._draining = draining
+        self._identity = identity
 
     async def handle(self, request: web.BaseRequest) -> web.Response:
         """A POST to ``/<namespace>/<broker>`` (one trailing slash allowed)."""
@@ -74,6 +78,15 @@ class Ingress:
         if self._draining():
             return self._reject(503, "the broker is shutting down", request.path)
         headers = request.headers
+        subject = ""
+        if self._identity is not None:
+            # Before the body is read: an unauthenticated sender costs no body read.
+            known = self._identity.authenticate(
+                endpoint.namespace, endpoint.name, headers.get("Authorization")
+            )
+            if isinstance(known, Refusal):
+                return self._refuse(known, request.path)
+            subject = known
         content_type = headers.get("Content-Type")
         mode = content_mode(content_type)
         attributes: dict[str, str] | None = None
@@ -96,6 +109,12 @@ class Ingress:
                 event = StoredEvent(attributes, body)
         except InvalidEvent as exc:
             return self._reject(400, str(exc), request.path)
+        if self._identity is not None and subject:
+            refusal = self._identity.authorize(
+                endpoint.namespace, endpoint.name, subject, event.attributes
+            )
+            if refusal is not None:
+                return self._refuse(refusal, request.path)
         size = event_size(event)
         if size > self._max_event_bytes:
             return self._reject(
@@ -136,6 +155,12 @@ class Ingress:
             )
         self._metrics.accepted(endpoint.namespace, endpoint.name)
         return web.Response(status=202)
+
+    def _refuse(self, refusal: Refusal, path: str) -> web.Response:
+        response = self._reject(refusal.status, refusal.detail, path)
+        if refusal.status in (401, 403):
+            response.headers["WWW-Authenticate"] = refusal.www_authenticate()
+        return response
 
     def _reject(self, status: int, reason: str, path: str) -> web.Response:
         self._metrics.rejected(status)
