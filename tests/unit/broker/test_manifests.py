@@ -127,6 +127,7 @@ def test_shop_fixture_loads_into_a_topology() -> None:
         backoff_policy="linear",
         backoff_delay=0.5,
         dead_letter_sink="http://127.0.0.1:8102",
+        dead_letter_audience="serving.knative.dev/service/shop/dead-letter",
     )
     payment, audit = topology.triggers
     assert (payment.namespace, payment.name, payment.broker) == (
@@ -968,7 +969,9 @@ def test_dead_letter_sinks_resolve_like_subscribers(tmp_path: Path) -> None:
         service("dead-letter", status={"address": {"url": "http://127.0.0.1:8200"}}),
     )
     assert topology.brokers[("default", "default")].delivery == DeliverySpec(
-        retry=1, dead_letter_sink="http://127.0.0.1:8200/failed"
+        retry=1,
+        dead_letter_sink="http://127.0.0.1:8200/failed",
+        dead_letter_audience="serving.knative.dev/service/default/dead-letter",
     )
     assert [(t.delivery.retry, t.delivery.dead_letter_sink) for t in topology.triggers] == [
         (1, "http://127.0.0.1:8200/failed"),
