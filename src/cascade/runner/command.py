@@ -64,6 +64,14 @@ EXIT_MANIFEST_ERROR = 2
     help="First function port, then one up per function in manifest order; 0 picks free ones.",
 )
 @click.option(
+    "--console-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of the web console (on --host); 0 picks a free one. Default: --port minus one "
+    "(8079), or a free one when --port is 0.",
+)
+@click.option("--no-console", is_flag=True, help="Do not serve the web console.")
+@click.option(
     "--otlp-endpoint",
     metavar="URL",
     help="Also send every span on to this OTLP/HTTP endpoint (a collector or Jaeger, e.g. "
@@ -115,6 +123,8 @@ def run(
     host: str,
     port: int,
     base_port: int,
+    console_port: int | None,
+    no_console: bool,
     otlp_endpoint: str | None,
     trace_max_spans: int,
     trace_max_hours: float,
@@ -136,6 +146,11 @@ def run(
     Once every process answers its health check, the endpoints are printed (also written to
     <data-dir>/run.json for `cascade send`, `cascade tail` and `cascade dlq`) and each delivery
     shows as a line: time, outcome, event type, order (partitionkey), trigger, status, latency.
+
+    The first endpoint is the web console (docs/console.md): the Triggers and functions as a
+    graph with live rates, errors, retries and lag, the deliveries as they happen, one order's
+    chain with its trace, and the dead letters with a replay button (dry run first). It serves
+    --host only, and a change (a replay) needs the token of the console's own page.
 
     Every process sends its spans to a small OTLP/HTTP receiver in `cascade run`, kept in
     <data-dir>/traces.sqlite3 (bounded by --trace-max-spans and --trace-max-hours) for
@@ -178,8 +193,17 @@ def run(
         log_kind=log_kind,
         bootstrap_servers=bootstrap_servers,
         nats_url=nats_url,
+        console_port=None if no_console else _console_port(console_port, plan.broker_port, port),
     )
     sys.exit(Runner(plan, options).run())
+
+
+def _console_port(option: int | None, broker_port: int, port_option: int) -> int:
+    """--console-port, else the port below the broker's (8079 by default), so a bookmarked
+    console URL stays the same from run to run; a free one when --port is 0."""
+    if option is not None:
+        return option
+    return 0 if port_option == 0 else max(0, broker_port - 1)
 
 
 def _forward_url(option: str | None) -> str | None:
