@@ -369,17 +369,17 @@ def make_app(state: ConsoleState) -> web.Application:
     routes = app.router
     for path in ("/", "/live", "/dead-letters", "/dead-letters/{id}", "/traces/{trace_id}"):
         routes.add_get(path, page)
-    routes.add_get("/chains/{key:.+}", page)
+    routes.add_get("/chains/{key:(?s:.+)}", page)
     routes.add_get("/static/{name}", static)
     routes.add_get("/api/topology", topology)
     routes.add_get("/api/stats", stats)
     routes.add_get("/api/deliveries", deliveries)
     routes.add_get("/api/deliveries/stream", stream)
-    routes.add_get("/api/chains/{key:.+}", chain)
+    routes.add_get("/api/chains/{key:(?s:.+)}", chain)
     routes.add_get("/api/traces/{trace_id}", trace)
     routes.add_get("/api/search", search)
     routes.add_get("/api/dead-letters", dead_letter_list)
     routes.add_get("/api/dead-letters/{id}", dead_letter_show)
     routes.add_post("/api/dead-letters/{id}/replay", dead_letter_replay)
-    routes.add_route("*", "/{tail:.*}", _not_found)
+    routes.add_route("*", "/{tail:(?s:.*)}", _not_found)
     return app
