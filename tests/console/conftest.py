@@ -16,16 +16,20 @@ from tests.console.fakes import Upstreams, activity_entry, dead_letter, hostile_
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-METRICS = """\
-# TYPE cascade_broker_deliveries counter
-cascade_broker_deliveries_total{namespace="default",outcome="delivered",trigger="inventory-order-created"} 7.0
-cascade_broker_deliveries_total{namespace="default",outcome="retried",trigger="payment-inventory-reserved"} 5.0
-cascade_broker_deliveries_total{namespace="default",outcome="dead-lettered",trigger="payment-inventory-reserved"} 1.0
-# TYPE cascade_broker_lag_events gauge
-cascade_broker_lag_events{namespace="default",trigger="inventory-order-created"} 2.0
-# TYPE cascade_broker_events_accepted counter
-cascade_broker_events_accepted_total{broker="shop",namespace="default"} 8.0
-"""
+_DELIVERIES = 'cascade_broker_deliveries_total{namespace="default",outcome="%s",trigger="%s"} %s'
+METRICS = "\n".join(
+    [
+        "# TYPE cascade_broker_deliveries counter",
+        _DELIVERIES % ("delivered", "inventory-order-created", "7.0"),
+        _DELIVERIES % ("retried", "payment-inventory-reserved", "5.0"),
+        _DELIVERIES % ("dead-lettered", "payment-inventory-reserved", "1.0"),
+        "# TYPE cascade_broker_lag_events gauge",
+        'cascade_broker_lag_events{namespace="default",trigger="inventory-order-created"} 2.0',
+        "# TYPE cascade_broker_events_accepted counter",
+        'cascade_broker_events_accepted_total{broker="shop",namespace="default"} 8.0',
+        "",
+    ]
+)
 
 
 def shop_graph(data_dir: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cascade.broker.manifests import TriggerConfig
+from cascade.broker.topology import TriggerConfig
 from cascade.runner.plan import RunPlan
 
 __all__ = ["OUTCOME_COUNTERS", "graph_of", "stats_from_metrics"]
