@@ -280,11 +280,15 @@ def _dead_letters(request: web.Request) -> DeadLetters | web.Response:
     return dead_letters
 
 
-def _dead_letter_id(request: web.Request) -> int | web.Response:
+def _dead_letter_target(request: web.Request) -> tuple[DeadLetters, int] | web.Response:
+    """The dead letters and the id the path names, or the problem answer."""
+    dead_letters = _dead_letters(request)
+    if isinstance(dead_letters, web.Response):
+        return dead_letters
     raw = request.match_info["id"]
     if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
         return problem(400, "not a dead letter id", "ids are positive integers")
-    return int(raw)
+    return dead_letters, int(raw)
 
 
 async def dead_letter_list(request: web.Request) -> web.Response:
@@ -302,26 +306,21 @@ async def dead_letter_list(request: web.Request) -> web.Response:
 
 
 async def dead_letter_show(request: web.Request) -> web.Response:
-    dead_letters = _dead_letters(request)
-    dead_letter_id = _dead_letter_id(request)
-    if isinstance(dead_letters, web.Response):
-        return dead_letters
-    if isinstance(dead_letter_id, web.Response):
-        return dead_letter_id
+    target = _dead_letter_target(request)
+    if isinstance(target, web.Response):
+        return target
     try:
-        return _json(await _in_thread(dead_letters.show, dead_letter_id))
+        return _json(await _in_thread(target[0].show, target[1]))
     except DlqError as exc:
         status = 404 if " 404" in str(exc) else 502
         return problem(status, "no such dead letter" if status == 404 else "failed", str(exc))
 
 
 async def dead_letter_replay(request: web.Request) -> web.Response:
-    dead_letters = _dead_letters(request)
-    dead_letter_id = _dead_letter_id(request)
-    if isinstance(dead_letters, web.Response):
-        return dead_letters
-    if isinstance(dead_letter_id, web.Response):
-        return dead_letter_id
+    target = _dead_letter_target(request)
+    if isinstance(target, web.Response):
+        return target
+    dead_letters, dead_letter_id = target
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -369,17 +368,21 @@ def make_app(state: ConsoleState) -> web.Application:
     routes = app.router
     for path in ("/", "/live", "/dead-letters", "/dead-letters/{id}", "/traces/{trace_id}"):
         routes.add_get(path, page)
-    routes.add_get("/chains/{key:(?s:.+)}", page)
-    routes.add_get("/static/{name}", static)
-    routes.add_get("/api/topology", topology)
-    routes.add_get("/api/stats", stats)
-    routes.add_get("/api/deliveries", deliveries)
-    routes.add_get("/api/deliveries/stream", stream)
-    routes.add_get("/api/chains/{key:(?s:.+)}", chain)
-    routes.add_get("/api/traces/{trace_id}", trace)
-    routes.add_get("/api/search", search)
-    routes.add_get("/api/dead-letters", dead_letter_list)
-    routes.add_get("/api/dead-letters/{id}", dead_letter_show)
+    reads = {
+        "/chains/{key:(?s:.+)}": page,
+        "/static/{name}": static,
+        "/api/topology": topology,
+        "/api/stats": stats,
+        "/api/deliveries": deliveries,
+        "/api/deliveries/stream": stream,
+        "/api/chains/{key:(?s:.+)}": chain,
+        "/api/traces/{trace_id}": trace,
+        "/api/search": search,
+        "/api/dead-letters": dead_letter_list,
+        "/api/dead-letters/{id}": dead_letter_show,
+    }
+    for path, handler in reads.items():
+        routes.add_get(path, handler)
     routes.add_post("/api/dead-letters/{id}/replay", dead_letter_replay)
     routes.add_route("*", "/{tail:(?s:.*)}", _not_found)
     return app
