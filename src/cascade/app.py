@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from cascade._version import __version__
-from cascade.binding import BindingError, parse_wsgi
+from cascade.codec import InvalidEvent, parse_wsgi
 from cascade.context import HttpContext
 from cascade.dispatch import Answer, Dispatcher
 from cascade.function import Function, Route
@@ -293,7 +293,7 @@ class EventEndpoint:
             self.metrics.reject(exc.status)
             body, headers = problem(exc.status, exc.detail)
             return Answer(exc.status, headers, body, "rejected")
-        except BindingError as exc:
+        except InvalidEvent as exc:
             self.metrics.reject(exc.status)
             body, headers = problem(exc.status, exc.detail, attribute=exc.attribute)
             return Answer(exc.status, headers, body, "rejected")

@@ -32,8 +32,8 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cascade._version import __version__
-from cascade.binding import binary_headers
 from cascade.closing import ClosesOnExit
+from cascade.codec import binary_headers
 from cascade.events import Event
 from cascade.reply import Reply, check_extensions, outgoing_attributes
 from cascade.settings import Settings

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cascade.codec import is_attribute_name
+
 __all__ = ["Settings", "SettingsError"]
 
 _MIB = 1024 * 1024
-_EXTENSION_NAME = re.compile(r"^[a-z0-9]+\Z")
 
 
 class SettingsError(ValueError):
@@ -114,7 +114,7 @@ class Settings:
         if self.source is not None and not self.source:
             raise SettingsError("CASCADE_SOURCE must not be empty")
         for name, value in self.ce_overrides.items():
-            if not _EXTENSION_NAME.match(name) or not isinstance(value, str):
+            if not is_attribute_name(name) or not isinstance(value, str):
                 raise SettingsError(
                     f"K_CE_OVERRIDES: extension {name!r} must be a lowercase [a-z0-9] name "
                     "with a string value"

@@ -12,12 +12,13 @@ from typing import Any, Final
 import click
 import orjson
 
-from cascade.binding import (
+from cascade.codec import (
     STRUCTURED_CONTENT_TYPE,
-    BindingError,
+    InvalidEvent,
     binary_headers,
+    extension_name_problem,
     is_json_content_type,
-    parse_headers,
+    validate_attributes,
 )
 from cascade.commands._discover import DATA_DIR_OPTION, ingress_url
 from cascade.commands._http import Answer, Unreachable, check_url, request
@@ -26,7 +27,6 @@ from cascade.terminal import printable
 __all__ = ["build_event", "parse_extensions", "send"]
 
 EXIT_FAILED: Final = 1
-_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}\Z")
 # Attributes set by their own flags (or by the binding) are not extensions.
 _RESERVED: Final = frozenset(
     {
@@ -53,10 +53,10 @@ def parse_extensions(values: tuple[str, ...]) -> dict[str, str]:
         name, equals, value = text.partition("=")
         if not equals:
             raise click.BadParameter(f"{text!r}: use NAME=VALUE", param_hint="--extension")
-        if not _EXTENSION_NAME.match(name):
+        problem = extension_name_problem(name)
+        if problem:
             raise click.BadParameter(
-                f"{text!r}: the name {name!r} must be 1-20 lowercase letters or digits",
-                param_hint="--extension",
+                f"{text!r}: the name {name!r} {problem}", param_hint="--extension"
             )
         if name in _RESERVED:
             flag = (
@@ -93,8 +93,8 @@ def build_event(
     if data is not None:
         attributes["datacontenttype"] = content_type
     try:
-        parse_headers(binary_headers(attributes).items(), data or b"")
-    except BindingError as exc:
+        validate_attributes(attributes)
+    except InvalidEvent as exc:
         raise click.UsageError(f"not a valid CloudEvent: {exc.detail}") from None
     return attributes
 
