@@ -29,7 +29,6 @@ from cascade.dispatch import Answer, Dispatcher
 from cascade.function import Function, Route
 from cascade.http import BodyError, problem, read_limited
 from cascade.idempotency import Deduper
-from cascade.identity import SenderVerifier
 from cascade.lifecycle import Lifecycle, LifecycleContext
 from cascade.publish import Publisher, SinkTransport
 from cascade.settings import Settings
@@ -40,6 +39,8 @@ from cascade.telemetry.tracing import setup_tracing
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from cascade.identity import SenderVerifier
 
 __all__ = ["EventEndpoint", "Runtime", "create_app", "runtime_of"]
 
@@ -158,6 +159,8 @@ class Runtime:
 def _sender_verifier(settings: Settings) -> SenderVerifier | None:
     if settings.oidc_audience is None:
         return None
+    from cascade.identity import SenderVerifier  # only then: PyJWT costs ~30 ms to import
+
     return SenderVerifier(
         audience=settings.oidc_audience,
         issuer=settings.oidc_issuer,

@@ -62,6 +62,7 @@ class Settings:
     oidc_jwks_url: str | None = None
     oidc_allowed_subjects: tuple[str, ...] = ()
     oidc_leeway_seconds: float = 30.0
+    publish_token_file: Path | None = None  # bearer token sent with every publish
 
     def __post_init__(self) -> None:
         _check(self.max_body_bytes > 0, "CASCADE_MAX_BODY_BYTES", self.max_body_bytes, "> 0")
@@ -178,6 +179,8 @@ class Settings:
         values["oidc_jwks_url"] = reader.text("CASCADE_OIDC_JWKS_URL")
         values["oidc_allowed_subjects"] = reader.items("CASCADE_OIDC_ALLOWED_SUBJECTS")
         values["oidc_leeway_seconds"] = reader.number("CASCADE_OIDC_LEEWAY", 30.0)
+        token_file = reader.text("CASCADE_PUBLISH_TOKEN_FILE")
+        values["publish_token_file"] = None if token_file is None else Path(token_file)
         values.update(overrides)
         return cls(**values)
 

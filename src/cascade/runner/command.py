@@ -113,6 +113,13 @@ EXIT_MANIFEST_ERROR = 2
     help="Print the endpoints and problems only: no start progress, no line per successful "
     "delivery (retries, dead letters and drops still show).",
 )
+@click.option(
+    "--oidc",
+    is_flag=True,
+    help="Sender identity on every hop, as on a cluster with security.oidc.enabled: the broker "
+    "issues tokens and enforces EventPolicies, each function accepts only its own Triggers and "
+    "publishes with its SinkBinding's token (docs/security.md).",
+)
 def run(
     manifests: tuple[Path, ...],
     functions_dir: Path,
@@ -131,6 +138,7 @@ def run(
     startup_timeout: float,
     drain_seconds: float,
     quiet: bool,
+    oidc: bool,
 ) -> None:
     """Run the broker and every function locally, and show each delivery as it happens.
 
@@ -172,6 +180,7 @@ def run(
             port=port,
             base_port=base_port,
             environ=os.environ,
+            oidc=oidc,
         )
     except ManifestError as exc:
         click.echo(f"error: invalid manifest: {exc}", err=True)

@@ -207,6 +207,7 @@ class Runner:
             *broker_log_args(
                 self.options.log_kind, self.options.bootstrap_servers, self.options.nats_url
             ),
+            *(["--oidc"] if plan.oidc else []),
         ]
         self._broker = spawn(
             "broker", broker_argv, env=base_env, cwd=self.options.cwd, log=logs / "broker.log"
