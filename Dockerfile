@@ -8,7 +8,12 @@
 # It listens on $PORT (8080, as Knative sets it) on every interface, keeps SQLite files and the
 # notification outbox under /data, and runs as uid 65532 with a read-only root filesystem in
 # the chart (its emptyDirs are /tmp and /data).
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The base image is pinned by digest, so a rebuild gets the same bytes. The value below is a
+# placeholder until someone with registry access writes the digest in (`docker buildx imagetools
+# inspect python:3.11-slim-bookworm`; docs/kubernetes.md, "Images and dependencies"): a build with
+# it fails at the first FROM with an invalid reference that names it. --build-arg
+# PYTHON_IMAGE=...@sha256:<digest> works meanwhile.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:PIN-THE-DIGEST-see-docs-kubernetes-md
 
 # ---------------------------------------------------------------- build: a virtualenv
 FROM ${PYTHON_IMAGE} AS build

@@ -8,8 +8,12 @@
 #   OTel Collector + Jaeger      traces (namespace observability)
 #   kube-prometheus-stack        Prometheus + Grafana (namespace monitoring)
 #
-# Usage: k8s/install.sh [--create-cluster] [--namespace NS] [--context CTX]
+# Usage: k8s/install.sh [--create-cluster] [--deploy] [--namespace NS] [--context CTX]
 #   --create-cluster  first create the kind cluster `cascade` from k8s/kind-config.yaml
+#   --deploy          then install the chart (release `cascade`, images already in the cluster),
+#                     give the Kafka broker its login, wait until Kafka, the KafkaUser, the
+#                     Broker, every Trigger, the SinkBinding and every Service are Ready, and run
+#                     `helm test` (helm --wait does not wait for custom resources)
 #   --namespace       where the chart goes (default: default); labelled to enforce the
 #                     "restricted" Pod Security Standard, and given the cascade-postgres Secret
 #   --context         kubectl context (default: kind-cascade)
@@ -27,12 +31,14 @@ CLUSTER=cascade
 CONTEXT="kind-$CLUSTER"
 NAMESPACE=default
 CREATE=false
+DEPLOY=false
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --create-cluster) CREATE=true ;;
+        --deploy) DEPLOY=true ;;
         --namespace) NAMESPACE="${2:?--namespace needs a value}"; shift ;;
         --context) CONTEXT="${2:?--context needs a value}"; shift ;;
-        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -66,7 +72,8 @@ wait_ready() {
 }
 
 # ensure_secret NAMESPACE NAME KEY=VALUE...: create the Secret unless it exists (so a password
-# generated on the first run survives later runs)
+# generated on the first run survives later runs). The values travel on kubectl's stdin (printf
+# is a shell builtin), never on a command line another user could read in the process list.
 ensure_secret() {
     local namespace="$1" name="$2"
     shift 2
@@ -74,9 +81,22 @@ ensure_secret() {
         echo "secret $namespace/$name exists; kept"
         return
     fi
-    local args=() pair
-    for pair in "$@"; do args+=(--from-literal="$pair"); done
-    "${K[@]}" -n "$namespace" create secret generic "$name" "${args[@]}"
+    printf '%s\n' "$@" |
+        "${K[@]}" -n "$namespace" create secret generic "$name" --from-env-file=/dev/stdin
+}
+
+# kafka_auth_secret NAMESPACE CLUSTER USER SECRET: the Kafka broker's login in Knative's format
+# (protocol, sasl.mechanism, ca.crt, user, password), from the Secrets Strimzi wrote for the
+# KafkaUser and the cluster CA. The base64 values are copied as they are, through stdin.
+kafka_auth_secret() {
+    local namespace="$1" cluster="$2" user="$3" secret="$4" password ca
+    password="$("${K[@]}" -n "$namespace" get secret "$user" -o jsonpath='{.data.password}')"
+    ca="$("${K[@]}" -n "$namespace" get secret "$cluster-cluster-ca-cert" -o jsonpath='{.data.ca\.crt}')"
+    [[ -n "$password" && -n "$ca" ]] || die "the Secrets of KafkaUser $user or of the $cluster cluster CA are missing"
+    printf '{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "%s", "namespace": "%s"},
+ "stringData": {"protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "user": "%s"},
+ "data": {"password": "%s", "ca.crt": "%s"}}\n' "$secret" "$namespace" "$user" "$password" "$ca" |
+        "${K[@]}" apply -f -
 }
 
 ensure_namespace() {
@@ -193,14 +213,48 @@ ensure_secret monitoring grafana-admin "admin-user=admin" "admin-password=$(pass
 
 # ------------------------------------------------------------------ the app namespace
 
-step "namespace $NAMESPACE: restricted Pod Security Standard, DATABASE_URL Secret"
+step "namespace $NAMESPACE: restricted Pod Security Standard, PostgreSQL client, DATABASE_URL Secret"
 ensure_namespace "$NAMESPACE"
+# cascade.dev/postgres-client: k8s/postgres.yaml's NetworkPolicy admits this namespace's functions
 "${K[@]}" label namespace "$NAMESPACE" --overwrite \
     pod-security.kubernetes.io/enforce=restricted \
     pod-security.kubernetes.io/warn=restricted \
-    pod-security.kubernetes.io/audit=restricted
+    pod-security.kubernetes.io/audit=restricted \
+    cascade.dev/postgres-client=true
+# sslmode=disable: this PostgreSQL serves no TLS (a dev cluster's, reached only inside it); point
+# at a TLS server with sslmode=verify-full&sslrootcert=... instead (docs/kubernetes.md, "Security on a cluster")
 ensure_secret "$NAMESPACE" cascade-postgres \
-    "DATABASE_URL=postgresql://cascade:$DB_PASSWORD@postgres.postgres.svc.cluster.local:5432/cascade"
+    "DATABASE_URL=postgresql://cascade:$DB_PASSWORD@postgres.postgres.svc.cluster.local:5432/cascade?sslmode=disable"
+
+if [[ "$DEPLOY" == true ]]; then
+    RELEASE=cascade
+    step "helm upgrade --install $RELEASE (namespace $NAMESPACE)"
+    "${H[@]}" upgrade --install "$RELEASE" "$ROOT/charts/cascade" -n "$NAMESPACE" --wait --timeout 10m
+    # helm --wait covers Deployments and Pods, not custom resources: wait on their conditions
+    VALUES="$("${H[@]}" get values "$RELEASE" -n "$NAMESPACE" --all -o json)"
+    value() { printf '%s' "$VALUES" | python3 -c "import json, sys; v = json.load(sys.stdin)
+for key in sys.argv[1].split('.'): v = v[key]
+print(str(v).lower() if isinstance(v, bool) else v)" "$1"; }
+    BROKER="$(value broker.name)"
+    if [[ "$(value kafka.strimzi.enabled)" == true ]]; then
+        CLUSTER="$(value kafka.strimzi.clusterName)"
+        step "waiting for Kafka $CLUSTER"
+        "${K[@]}" -n "$NAMESPACE" wait "kafka/$CLUSTER" --for=condition=Ready --timeout=600s
+        if [[ "$(value kafka.strimzi.secure)" == true ]]; then
+            "${K[@]}" -n "$NAMESPACE" wait "kafkauser/$BROKER-knative-broker" --for=condition=Ready --timeout=300s
+            step "the Kafka broker's login: Secret $BROKER-kafka-auth"
+            kafka_auth_secret "$NAMESPACE" "$CLUSTER" "$BROKER-knative-broker" "$BROKER-kafka-auth"
+        fi
+    fi
+    step "waiting for the Broker, the Triggers, the SinkBindings and the Services"
+    "${K[@]}" -n "$NAMESPACE" wait "broker/$BROKER" --for=condition=Ready --timeout=600s
+    "${K[@]}" -n "$NAMESPACE" wait trigger --all --for=condition=Ready --timeout=600s
+    "${K[@]}" -n "$NAMESPACE" wait sinkbinding --all --for=condition=Ready --timeout=300s
+    # the SinkBinding rolls out a second revision with K_SINK: wait for it to be the ready one
+    "${K[@]}" -n "$NAMESPACE" wait ksvc --all --for=condition=Ready --timeout=600s
+    step "helm test $RELEASE"
+    "${H[@]}" test "$RELEASE" -n "$NAMESPACE" --logs --timeout 5m
+fi
 
 cat <<EOF
 
@@ -211,7 +265,8 @@ cat <<EOF
       for f in order inventory payment notification dead-letter; do
         docker build --build-arg FUNCTION=\$f -t cascade-\$f:0.1.0 . && kind load docker-image cascade-\$f:0.1.0 --name $CLUSTER
       done
-      helm install cascade charts/cascade -n $NAMESPACE --wait && helm test cascade -n $NAMESPACE --logs
+      k8s/install.sh --deploy --namespace $NAMESPACE   (installs the chart, waits until every
+                                custom resource is Ready, then runs helm test)
 
     Order API   http://order.$NAMESPACE.127.0.0.1.sslip.io/orders
     Jaeger      kubectl -n observability port-forward service/jaeger 16686

@@ -97,6 +97,7 @@ _POD_SPEC = {
     "volumes",
     "imagePullSecrets",
     "enableServiceLinks",
+    "automountServiceAccountToken",  # false only (knative/serving#11723)
 }
 _CONTAINER = {
     "name",
@@ -221,6 +222,15 @@ def reference_problems(docs: Sequence[Mapping[str, Any]]) -> list[str]:
         for d in docs
         if d["kind"] == "Service" and d["apiVersion"] == "serving.knative.dev/v1"
     ] + [d["metadata"].get("labels", {}) for d in docs if d["kind"] == "Pod"]
+    # Strimzi labels every pod it runs for a Kafka (nodes, entity operator) with its cluster
+    pod_labels += [
+        {"strimzi.io/cluster": d["metadata"]["name"]}
+        for d in docs
+        if d["kind"] == "Kafka" and d["apiVersion"].startswith("kafka.strimzi.io/")
+    ]
+    triggers = {n for (k, n) in index if k == "Trigger.eventing.knative.dev"}
+    sink_bindings = {n for (k, n) in index if k == "SinkBinding.sources.knative.dev"}
+    kafkas = {n for (k, n) in index if k == "Kafka.kafka.strimzi.io"}
     for doc in docs:
         kind, name = doc["kind"], doc["metadata"]["name"]
         spec = doc.get("spec") or {}
@@ -268,9 +278,44 @@ def reference_problems(docs: Sequence[Mapping[str, Any]]) -> list[str]:
             ref = spec.get("reference") or {}
             if ref.get("kind") != "Broker" or ref.get("name") not in brokers:
                 problems.append(f"{label}: spec.reference must name the render's Broker")
-            attributes = {a["name"]: a for a in spec.get("attributes") or []}
-            if attributes.get("type", {}).get("value") != name:
-                problems.append(f"{label}: its type attribute must equal its name")
+            if spec.get("type") != name:
+                problems.append(f"{label}: spec.type must equal its name")
+        elif kind == "EventPolicy":
+            for target in spec.get("to") or []:
+                ref = target.get("ref") or {}
+                known = brokers if ref.get("kind") == "Broker" else services
+                if ref.get("name") not in known:
+                    problems.append(f"{label}: spec.to {ref} is not in the render")
+            for sender in spec.get("from") or []:
+                ref = sender.get("ref")
+                known = {"Trigger": triggers, "SinkBinding": sink_bindings}.get(
+                    (ref or {}).get("kind", ""), set()
+                )
+                if ref is not None and ref.get("name") not in known:
+                    problems.append(f"{label}: spec.from {ref} is not in the render")
+        elif kind == "Ingress" and doc["apiVersion"].startswith("networking.internal.knative"):
+            for rule in spec.get("rules") or []:
+                for path in (rule.get("http") or {}).get("paths") or []:
+                    for split in path.get("splits") or []:
+                        target = index.get(
+                            ("Service.serving.knative.dev", split.get("serviceName", ""))
+                        )
+                        if target is None:
+                            problems.append(f"{label}: {split} is no Knative Service of the render")
+                        elif (
+                            target["metadata"]
+                            .get("labels", {})
+                            .get("networking.knative.dev/visibility")
+                            != "cluster-local"
+                        ):
+                            problems.append(
+                                f"{label}: Service {split['serviceName']} must be cluster-local, "
+                                "else all of it is public anyway"
+                            )
+        elif kind == "KafkaUser":
+            cluster = doc["metadata"].get("labels", {}).get("strimzi.io/cluster")
+            if cluster not in kafkas:
+                problems.append(f"{label}: strimzi.io/cluster {cluster!r} is not in the render")
         elif kind == "KafkaNodePool":
             cluster = doc["metadata"].get("labels", {}).get("strimzi.io/cluster")
             if ("Kafka.kafka.strimzi.io", cluster) not in index:

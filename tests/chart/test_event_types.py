@@ -70,9 +70,16 @@ def test_the_render_has_an_event_type_for_every_routed_type(
     rendered = named(of_kind(default_docs, "EventType", "eventing.knative.dev"))
     routed = {t["spec"]["filter"]["attributes"]["type"] for t in of_kind(default_docs, "Trigger")}
     assert set(rendered) == routed == {model.ce_type for model in SHOP_EVENTS}
+    sources = {e["type"]: e["source"] for e in event_types.event_types()}
     for name, obj in rendered.items():
-        assert obj["apiVersion"] == "eventing.knative.dev/v1beta3"
-        attributes = {a["name"]: a for a in obj["spec"]["attributes"]}
-        assert attributes["type"] == {"name": "type", "value": name, "required": True}
-        assert attributes["partitionkey"]["required"] is True
+        # v1beta2 is what Knative 1.20 stores; only its fields are rendered
+        assert obj["apiVersion"] == "eventing.knative.dev/v1beta2"
+        assert set(obj["spec"]) == {"type", "source", "reference", "description"}
+        assert obj["spec"]["type"] == name
+        assert obj["spec"]["source"] == sources[name]
         assert obj["spec"]["reference"]["name"] == "shop"
+        # the attributes survive in the description
+        assert obj["spec"]["description"].endswith(
+            "Attributes: specversion=1.0, id, time, datacontenttype=application/json, "
+            "subject={order_id}, partitionkey={order_id}, traceparent (optional)."
+        ), obj["spec"]["description"]

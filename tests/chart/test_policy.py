@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.chart.rules import restricted_problems
-from tests.chart.support import CHART, CI_VALUES, documents, named, of_kind, pod_specs
+from tests.chart.support import CHART, CI_VALUES, ROOT, documents, named, of_kind, pod_specs
 
 CASES = [path.name.removesuffix("-values.yaml") for path in CI_VALUES]
 SECRETISH = re.compile(r"(?i)(password|passwd|secret|token|api_?key|private_?key|credential)")
@@ -124,17 +124,27 @@ def _peers(rules: list[dict[str, Any]], side: str) -> set[str]:
     return namespaces
 
 
+def test_the_default_render_denies_everything_in_the_namespace(
+    default_docs: list[dict[str, Any]],
+) -> None:
+    policies = named(of_kind(default_docs, "NetworkPolicy"))
+    assert policies["cascade-default-deny"]["spec"] == {
+        "podSelector": {},
+        "policyTypes": ["Ingress", "Egress"],
+    }
+    # and so does the golden render `cascade run` reads
+    golden = documents((ROOT / "k8s" / "rendered" / "shop.yaml").read_text(encoding="utf-8"))
+    assert "cascade-default-deny" in named(of_kind(golden, "NetworkPolicy"))
+
+
 def test_network_policies_admit_only_the_chain(default_docs: list[dict[str, Any]]) -> None:
     policy = named(of_kind(default_docs, "NetworkPolicy"))["cascade-functions"]
     spec = policy["spec"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     assert all(rule.get("from") for rule in spec["ingress"])  # no rule admits everyone
-    assert _peers(spec["ingress"], "from") == {
-        "knative-serving",
-        "kourier-system",
-        "knative-eventing",
-        "monitoring",
-    }
+    # Kourier's gateway and the activator deliver; the dispatcher (knative-eventing) reaches a
+    # function only through Kourier's internal gateway, never directly
+    assert _peers(spec["ingress"], "from") == {"kourier-system", "knative-serving", "monitoring"}
     egress = {
         (ns, port["port"])
         for rule in spec["egress"]
@@ -149,9 +159,22 @@ def test_network_policies_admit_only_the_chain(default_docs: list[dict[str, Any]
     }
     test_policy = named(of_kind(default_docs, "NetworkPolicy"))["cascade-helm-test"]
     assert "ingress" not in test_policy["spec"]  # nothing may call the test pod
+    assert _peers(test_policy["spec"]["egress"], "to") == {"kube-system", "kourier-system"}
     [pod] = of_kind(default_docs, "Pod")
     selector = test_policy["spec"]["podSelector"]["matchLabels"]
     assert all(pod["metadata"]["labels"].get(k) == v for k, v in selector.items())
+
+
+def test_kafka_pods_reach_only_dns_each_other_and_the_api_server(
+    default_docs: list[dict[str, Any]],
+) -> None:
+    policy = named(of_kind(default_docs, "NetworkPolicy"))["cascade-kafka"]["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"strimzi.io/cluster": "cascade"}}
+    assert policy["policyTypes"] == ["Egress"]  # ingress: Strimzi's own policies
+    dns, peers, api = policy["egress"]
+    assert _peers([dns], "to") == {"kube-system"}
+    assert peers == {"to": [{"podSelector": {"matchLabels": {"strimzi.io/cluster": "cascade"}}}]}
+    assert api == {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}
 
 
 def test_every_function_pod_is_under_the_policy(renders: dict[str, str]) -> None:

@@ -58,7 +58,45 @@ deadLetterSink:
   {{- with $.Values.deadLetterSink.path }}
   uri: {{ . }}
   {{- end }}
+  {{- if $.Values.security.oidc.enabled }}
+  audience: {{ include "cascade.audience" (dict "root" $ "name" .) }}
+  {{- end }}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The OIDC audience of a function: Knative Serving announces none for a Service, so the chart
+names one the way Knative names its own (group/kind/namespace/name) and puts it on the Trigger
+(subscriber.audience) and the function (CASCADE_OIDC_AUDIENCE). Call with (dict "root" $ "name" n).
+*/}}
+{{- define "cascade.audience" -}}
+{{ printf "serving.knative.dev/service/%s/%s" .root.Release.Namespace .name }}
+{{- end -}}
+
+{{/*
+The OIDC subject a Trigger's deliveries, replies and dead letters carry: Knative's per-Trigger
+service account, <trigger>-oidc-eventing.knative.dev-trigger (validated to fit 63 characters,
+beyond which Knative shortens it with a hash). Call with (dict "root" $ "trigger" name).
+*/}}
+{{- define "cascade.triggerSubject" -}}
+{{ printf "system:serviceaccount:%s:%s-oidc-eventing.knative.dev-trigger" .root.Release.Namespace .trigger }}
+{{- end -}}
+
+{{/*
+Names of the Triggers whose requests a function accepts: its own, and every Trigger when it is
+the dead-letter sink (the dispatcher sends a dead letter in the failed Trigger's name).
+Returns a comma list. Call with (dict "root" $ "name" n).
+*/}}
+{{- define "cascade.sendingTriggers" -}}
+{{- $names := list -}}
+{{- range $fn, $spec := .root.Values.functions -}}
+{{- if or (eq $fn $.name) (eq $.name $.root.Values.deadLetterSink.function) -}}
+{{- range $key, $_ := ($spec.consumes | default dict) -}}
+{{- $names = append $names (printf "%s-%s" $fn $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $names | join "," -}}
 {{- end -}}
 
 {{/*
@@ -90,7 +128,20 @@ that names the value to change.
 {{- fail (printf "tests.orderFunction: %q must be public (functions.%s.public=true) for the helm test to reach POST /orders" .Values.tests.orderFunction .Values.tests.orderFunction) -}}
 {{- end -}}
 {{- end -}}
-{{- $reserved := list "CASCADE_HOST" "CASCADE_DATA_DIR" "CASCADE_WORKERS" "CASCADE_THREADS" "CASCADE_LOG_LEVEL" "DATABASE_URL" "K_SINK" "PORT" "OTEL_EXPORTER_OTLP_ENDPOINT" "OTEL_TRACES_SAMPLER" "OTEL_TRACES_SAMPLER_ARG" "OTEL_RESOURCE_ATTRIBUTES" -}}
+{{- if .Values.security.oidc.enabled -}}
+{{- if ne .Values.sink.mode "sinkBinding" -}}
+{{- fail "security.oidc.enabled: needs sink.mode=sinkBinding (the SinkBinding is the publishing function's OIDC identity; with sink.mode=env it has none)" -}}
+{{- end -}}
+{{- range $name, $spec := $functions -}}
+{{- range $key, $_ := ($spec.consumes | default dict) -}}
+{{- $account := printf "%s-%s-oidc-eventing.knative.dev-trigger" $name $key -}}
+{{- if gt (len $account) 63 -}}
+{{- fail (printf "functions.%s.consumes.%s: with security.oidc.enabled a Trigger name may have at most 29 characters (Knative names its OIDC service account %q, over 63 characters, and shortens it with a hash the chart cannot compute); shorten the subscription's key" $name $key $account) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $reserved := list "CASCADE_HOST" "CASCADE_DATA_DIR" "CASCADE_WORKERS" "CASCADE_THREADS" "CASCADE_LOG_LEVEL" "DATABASE_URL" "K_SINK" "PORT" "OTEL_EXPORTER_OTLP_ENDPOINT" "OTEL_TRACES_SAMPLER" "OTEL_TRACES_SAMPLER_ARG" "OTEL_RESOURCE_ATTRIBUTES" "CASCADE_ADMIN_ROUTES" "CASCADE_OIDC_AUDIENCE" "CASCADE_OIDC_ISSUER" "CASCADE_OIDC_JWKS_URL" "CASCADE_OIDC_ALLOWED_SUBJECTS" "SSL_CERT_FILE" -}}
 {{- $envs := dict "functionDefaults.env" (.Values.functionDefaults.env | default dict) -}}
 {{- range $name, $spec := $functions -}}
 {{- $_ := set $envs (printf "functions.%s.env" $name) ($spec.env | default dict) -}}
@@ -99,7 +150,7 @@ that names the value to change.
 {{- range $where, $env := $envs -}}
 {{- range $key, $value := $env -}}
 {{- if has $key $reserved -}}
-{{- fail (printf "%s.%s: set by the chart itself (from workers, threads, dataDir, logLevel, database, sink or observability); change that value instead" $where $key) -}}
+{{- fail (printf "%s.%s: set by the chart itself (from workers, threads, dataDir, logLevel, adminRoutes, database, sink, observability or security); change that value instead" $where $key) -}}
 {{- end -}}
 {{- if and (hasSuffix ".env" $where) (regexMatch "(?i)(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)" $key) -}}
 {{- fail (printf "%s.%s: looks like a secret; values are stored in plain text, so put it in a Secret and reference it from secretEnv" $where $key) -}}
@@ -134,4 +185,47 @@ that names the value to change.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The Kafka broker's credentials Secret when the chart's Strimzi Kafka is secure, and its KafkaUser.
+*/}}
+{{- define "cascade.kafkaAuthSecret" -}}
+{{ printf "%s-kafka-auth" .Values.broker.name }}
+{{- end -}}
+{{- define "cascade.kafkaUser" -}}
+{{ printf "%s-knative-broker" .Values.broker.name }}
+{{- end -}}
+
+{{/*
+NetworkPolicy egress rules shared by several policies. Call with .Values.networkPolicy.
+*/}}
+{{- define "cascade.dnsEgress" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ .dns.namespace }}
+      podSelector:
+        matchLabels:
+          {{- toYaml .dns.podLabels | nindent 10 }}
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end -}}
+{{- define "cascade.apiServerEgress" -}}
+# the Kubernetes API server (its endpoints: `kubectl get endpoints kubernetes`)
+- ports:
+    {{- range .apiServer.ports }}
+    - protocol: TCP
+      port: {{ . }}
+    {{- end }}
+  {{- with .apiServer.cidrs }}
+  to:
+    {{- range . }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  {{- end }}
 {{- end -}}
