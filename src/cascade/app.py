@@ -23,13 +23,12 @@ from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from cascade._version import __version__
-from cascade.binding import BindingError, parse_wsgi
+from cascade.codec import InvalidEvent, parse_wsgi
 from cascade.context import HttpContext
 from cascade.dispatch import Answer, Dispatcher
 from cascade.function import Function, Route
 from cascade.http import BodyError, problem, read_limited
 from cascade.idempotency import Deduper
-from cascade.identity import SenderVerifier
 from cascade.lifecycle import Lifecycle, LifecycleContext
 from cascade.publish import Publisher, SinkTransport
 from cascade.settings import Settings
@@ -40,6 +39,8 @@ from cascade.telemetry.tracing import setup_tracing
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from cascade.identity import SenderVerifier
 
 __all__ = ["EventEndpoint", "Runtime", "create_app", "runtime_of"]
 
@@ -158,6 +159,8 @@ class Runtime:
 def _sender_verifier(settings: Settings) -> SenderVerifier | None:
     if settings.oidc_audience is None:
         return None
+    from cascade.identity import SenderVerifier  # only then: PyJWT costs ~30 ms to import
+
     return SenderVerifier(
         audience=settings.oidc_audience,
         issuer=settings.oidc_issuer,
@@ -293,7 +296,7 @@ class EventEndpoint:
             self.metrics.reject(exc.status)
             body, headers = problem(exc.status, exc.detail)
             return Answer(exc.status, headers, body, "rejected")
-        except BindingError as exc:
+        except InvalidEvent as exc:
             self.metrics.reject(exc.status)
             body, headers = problem(exc.status, exc.detail, attribute=exc.attribute)
             return Answer(exc.status, headers, body, "rejected")

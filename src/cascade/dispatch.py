@@ -28,7 +28,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from cascade.binding import CloudEventMessage, binary_headers
+from cascade.codec import CloudEventMessage, binary_headers
 from cascade.context import Context
 from cascade.events import Event
 from cascade.function import Function, Handler

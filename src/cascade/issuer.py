@@ -100,6 +100,9 @@ class LocalIssuer:
     def jwks_url(self) -> str:
         return f"{self.url}/.well-known/jwks.json"
 
+    def now(self) -> float:
+        return self._clock()
+
     def discovery(self) -> dict[str, Any]:
         """The OIDC discovery document (``/.well-known/openid-configuration``)."""
         return {

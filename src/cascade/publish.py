@@ -22,9 +22,11 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Protocol
 
 import urllib3
@@ -32,23 +34,26 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from cascade._version import __version__
-from cascade.binding import binary_headers
 from cascade.closing import ClosesOnExit
+from cascade.codec import binary_headers
 from cascade.events import Event
 from cascade.reply import Reply, check_extensions, outgoing_attributes
 from cascade.settings import Settings
 from cascade.telemetry.tracing import CONVERSATION_ID, traceparent_of
 
 __all__ = [
+    "BearerTransport",
     "PublishError",
     "Publisher",
     "SinkAnswer",
     "SinkTransport",
     "SinkUnreachable",
+    "TokenFile",
     "Urllib3Transport",
 ]
 
 RETRYABLE_STATUSES: Final = frozenset({404, 408, 409, 429})
+_TOKEN_FILE_MAX_BYTES: Final = 16 * 1024
 _log = logging.getLogger("cascade.publish")
 
 
@@ -113,6 +118,61 @@ class Urllib3Transport:
             self._pool = None
 
 
+class TokenFile:
+    """A bearer token read from a file, read again when the file changes.
+
+    On a cluster this is a projected service account token (the kubelet rotates it); under
+    ``cascade run --oidc`` a token the local issuer minted. Read on use, so a rotation needs no
+    restart; bounded, so a wrong path cannot make the process read a huge file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._token = ""
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str:
+        try:
+            status = self.path.stat()
+        except OSError as exc:
+            raise OSError(f"cannot read the token file {self.path}: {exc.strerror}") from None
+        stamp = (status.st_mtime_ns, status.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                if status.st_size > _TOKEN_FILE_MAX_BYTES:
+                    raise OSError(
+                        f"the token file {self.path} is over {_TOKEN_FILE_MAX_BYTES} bytes"
+                    )
+                token = self.path.read_text(encoding="ascii", errors="replace").strip()
+                if not token:
+                    raise OSError(f"the token file {self.path} is empty")
+                self._token, self._stamp = token, stamp
+            return self._token
+
+
+class BearerTransport:
+    """Adds ``Authorization: Bearer <token>`` to every POST of another transport.
+
+    The sender-identity half of publishing: a Broker with EventPolicies (Knative's, or
+    ``cascade broker --oidc``) admits the event only with a token for its audience.
+    """
+
+    def __init__(self, inner: SinkTransport, token: Callable[[], str]) -> None:
+        self.inner = inner
+        self._token = token
+
+    def post(self, url: str, headers: Mapping[str, str], body: bytes, timeout: float) -> SinkAnswer:
+        try:
+            token = self._token()
+        except OSError as exc:
+            raise PublishError(f"no token to publish with: {exc}") from None
+        return self.inner.post(url, {**headers, "Authorization": f"Bearer {token}"}, body, timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class Publisher(ClosesOnExit):
     """Sends events to one sink. Thread-safe; reuse one per process."""
 
@@ -175,6 +235,9 @@ class Publisher(ClosesOnExit):
         tracer_provider: trace.TracerProvider | None = None,
         transport: SinkTransport | None = None,
     ) -> Publisher:
+        if settings.publish_token_file is not None:
+            token = TokenFile(settings.publish_token_file)
+            transport = BearerTransport(transport or Urllib3Transport(), token)
         return cls(
             settings.sink,
             source,

@@ -7,18 +7,17 @@ time and datacontenttype here, for replies and published events alike.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
 
+from cascade.codec import extension_name_problem
 from cascade.events import Event, bound_type
 
 __all__ = ["Reply", "outgoing_attributes"]
 
-_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}\Z")
 # Attributes the runtime owns; `traceparent`/`tracestate` are set once by the originator.
 _RESERVED: Final = frozenset(
     {
@@ -74,8 +73,9 @@ def check_extensions(extensions: Mapping[str, str]) -> None:
                 f"extension {name!r} is set by the runtime; use the dedicated argument "
                 "(subject=, partitionkey=) or leave it to the runtime"
             )
-        if not _EXTENSION_NAME.match(name):
-            raise ValueError(f"extension name {name!r} must be 1-20 lowercase letters or digits")
+        problem = extension_name_problem(name)
+        if problem:
+            raise ValueError(f"extension name {name!r} {problem}")
         if not isinstance(value, str):
             raise TypeError(f"extension {name!r} must be a string, got {type(value).__name__}")
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cascade.codec import is_attribute_name
+
 __all__ = ["Settings", "SettingsError"]
 
 _MIB = 1024 * 1024
-_EXTENSION_NAME = re.compile(r"^[a-z0-9]+\Z")
 
 
 class SettingsError(ValueError):
@@ -62,6 +62,7 @@ class Settings:
     oidc_jwks_url: str | None = None
     oidc_allowed_subjects: tuple[str, ...] = ()
     oidc_leeway_seconds: float = 30.0
+    publish_token_file: Path | None = None  # bearer token sent with every publish
 
     def __post_init__(self) -> None:
         _check(self.max_body_bytes > 0, "CASCADE_MAX_BODY_BYTES", self.max_body_bytes, "> 0")
@@ -114,7 +115,7 @@ class Settings:
         if self.source is not None and not self.source:
             raise SettingsError("CASCADE_SOURCE must not be empty")
         for name, value in self.ce_overrides.items():
-            if not _EXTENSION_NAME.match(name) or not isinstance(value, str):
+            if not is_attribute_name(name) or not isinstance(value, str):
                 raise SettingsError(
                     f"K_CE_OVERRIDES: extension {name!r} must be a lowercase [a-z0-9] name "
                     "with a string value"
@@ -178,6 +179,8 @@ class Settings:
         values["oidc_jwks_url"] = reader.text("CASCADE_OIDC_JWKS_URL")
         values["oidc_allowed_subjects"] = reader.items("CASCADE_OIDC_ALLOWED_SUBJECTS")
         values["oidc_leeway_seconds"] = reader.number("CASCADE_OIDC_LEEWAY", 30.0)
+        token_file = reader.text("CASCADE_PUBLISH_TOKEN_FILE")
+        values["publish_token_file"] = None if token_file is None else Path(token_file)
         values.update(overrides)
         return cls(**values)
 

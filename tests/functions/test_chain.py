@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cascade.binding import binary_headers
+from cascade.codec import binary_headers
 from cascade.testing import Chain
 from tests.functions.conftest import ROOT, body, load
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade import Event
-from cascade.binding import binary_headers
+from cascade.codec import binary_headers
 from cascade.events import bound_type
 from cascade.testing import FunctionClient
 from functions.shop import samples

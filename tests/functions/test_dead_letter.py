@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from cascade.binding import binary_headers
 from cascade.broker.dispatch.dead_letter import dead_letter_event
 from cascade.broker.dispatch.delivery import HttpResponse
 from cascade.broker.event import StoredEvent
+from cascade.codec import binary_headers
 from cascade.testing import EventResult, FunctionClient
 from functions.shop import samples
 from tests.functions.conftest import ClientFactory, body

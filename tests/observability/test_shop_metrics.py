@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cascade.binding import binary_headers
 from cascade.broker.dispatch.dead_letter import dead_letter_event
 from cascade.broker.event import StoredEvent
+from cascade.codec import binary_headers
 from cascade.loader import load_module
 from cascade.settings import Settings
 from cascade.telemetry.tracing import ORIGIN_LINK

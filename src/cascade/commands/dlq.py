@@ -34,9 +34,9 @@ import orjson
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from cascade.binding import (
+from cascade.codec import (
     STRUCTURED_CONTENT_TYPE,
-    BindingError,
+    InvalidEvent,
     binary_headers,
     parse_headers,
 )
@@ -508,8 +508,8 @@ def _forward_reply(
     if not _is_cloudevent(answer):
         return ReplayOutcome(True, f"{label}: {dest} answered {answer.status}, no reply", counted)
     try:
-        reply = parse_headers(answer.headers, answer.body)
-    except BindingError as exc:
+        reply = parse_headers(answer.headers, answer.body, wire="latin-1")
+    except InvalidEvent as exc:
         return ReplayOutcome(
             False, f"{label}: {dest} answered {answer.status} with a broken reply: {exc.detail}"
         )

@@ -8,25 +8,29 @@ import sys
 import uuid
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import click
 import orjson
 
-from cascade.binding import (
+from cascade.codec import (
     STRUCTURED_CONTENT_TYPE,
-    BindingError,
+    InvalidEvent,
     binary_headers,
+    extension_name_problem,
     is_json_content_type,
-    parse_headers,
+    validate_attributes,
 )
-from cascade.commands._discover import DATA_DIR_OPTION, ingress_url
+from cascade.broker.oidc import ISSUER_PATH, issuer_key_path
+from cascade.broker.topology.build import broker_audience
+from cascade.commands._discover import DATA_DIR_OPTION, broker_url, ingress_url
 from cascade.commands._http import Answer, Unreachable, check_url, request
+from cascade.issuer import LocalIssuer
 from cascade.terminal import printable
 
 __all__ = ["build_event", "parse_extensions", "send"]
 
 EXIT_FAILED: Final = 1
-_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}\Z")
 # Attributes set by their own flags (or by the binding) are not extensions.
 _RESERVED: Final = frozenset(
     {
@@ -53,10 +57,10 @@ def parse_extensions(values: tuple[str, ...]) -> dict[str, str]:
         name, equals, value = text.partition("=")
         if not equals:
             raise click.BadParameter(f"{text!r}: use NAME=VALUE", param_hint="--extension")
-        if not _EXTENSION_NAME.match(name):
+        problem = extension_name_problem(name)
+        if problem:
             raise click.BadParameter(
-                f"{text!r}: the name {name!r} must be 1-20 lowercase letters or digits",
-                param_hint="--extension",
+                f"{text!r}: the name {name!r} {problem}", param_hint="--extension"
             )
         if name in _RESERVED:
             flag = (
@@ -93,8 +97,8 @@ def build_event(
     if data is not None:
         attributes["datacontenttype"] = content_type
     try:
-        parse_headers(binary_headers(attributes).items(), data or b"")
-    except BindingError as exc:
+        validate_attributes(attributes)
+    except InvalidEvent as exc:
         raise click.UsageError(f"not a valid CloudEvent: {exc.detail}") from None
     return attributes
 
@@ -140,6 +144,25 @@ def _structured(attributes: dict[str, str], data: bytes | None) -> bytes:
                 pass  # not text after all: send the bytes
         document["data_base64"] = base64.b64encode(data).decode("ascii")
     return orjson.dumps(document)
+
+
+def mint_token(target: str, data_dir: Path, *, subject: str | None, audience: str | None) -> str:
+    """A token from the local issuer's key, as the broker would accept from a same-namespace
+    workload (or from ``subject``, which an EventPolicy may name)."""
+    key = issuer_key_path(data_dir)
+    if not key.exists():
+        raise click.UsageError(
+            f"--oidc: no issuer key at {key}; start cascade run --oidc (or cascade broker --oidc) "
+            "with this --data-dir first"
+        )
+    path = urlsplit(target).path.strip("/").split("/")
+    namespace = path[0] if len(path) == 2 and path[0] else "default"
+    if audience is None:
+        if len(path) != 2:
+            raise click.UsageError("--oidc: give --audience (the URL is not /<namespace>/<broker>)")
+        audience = broker_audience(*path)
+    issuer = LocalIssuer.from_key_file(broker_url(data_dir) + ISSUER_PATH, key)
+    return issuer.token(subject or f"system:serviceaccount:{namespace}:cascade-send", audience)
 
 
 def print_answer(answer: Answer) -> None:
@@ -190,6 +213,28 @@ def print_answer(answer: Answer) -> None:
 )
 @DATA_DIR_OPTION
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option(
+    "--token",
+    help="A bearer token to present (Authorization: Bearer), e.g. one your cluster issued.",
+)
+@click.option(
+    "--oidc",
+    "mint",
+    is_flag=True,
+    help="Present a token minted with the key of the local broker's issuer in --data-dir "
+    "(cascade run --oidc / cascade broker --oidc), for the target's audience.",
+)
+@click.option(
+    "--as",
+    "token_subject",
+    help="With --oidc, the token's subject; default "
+    "system:serviceaccount:<namespace>:cascade-send.",
+)
+@click.option(
+    "--audience",
+    help="With --oidc, the token's audience; default: the Broker's, from a /<namespace>/<broker> "
+    "URL.",
+)
 def send(
     event_type: str,
     source: str,
@@ -204,6 +249,10 @@ def send(
     url: str | None,
     data_dir: Path,
     timeout: float,
+    token: str | None,
+    mint: bool,
+    token_subject: str | None,
+    audience: str | None,
 ) -> None:
     """Post one CloudEvent and print the answer.
 
@@ -232,6 +281,12 @@ def send(
     else:
         headers = {"Content-Type": f"{STRUCTURED_CONTENT_TYPE}; charset=utf-8"}
         payload = _structured(attributes, body)
+    if token and mint:
+        raise click.UsageError("give --token or --oidc, not both")
+    if mint:
+        token = mint_token(target, data_dir, subject=token_subject, audience=audience)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     try:
         answer = request("POST", target, headers=headers, body=payload, timeout=timeout)
     except Unreachable as exc:

@@ -64,6 +64,14 @@ EXIT_MANIFEST_ERROR = 2
     help="First function port, then one up per function in manifest order; 0 picks free ones.",
 )
 @click.option(
+    "--console-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of the web console (on --host); 0 picks a free one. Default: --port minus one "
+    "(8079), or a free one when --port is 0.",
+)
+@click.option("--no-console", is_flag=True, help="Do not serve the web console.")
+@click.option(
     "--otlp-endpoint",
     metavar="URL",
     help="Also send every span on to this OTLP/HTTP endpoint (a collector or Jaeger, e.g. "
@@ -105,6 +113,13 @@ EXIT_MANIFEST_ERROR = 2
     help="Print the endpoints and problems only: no start progress, no line per successful "
     "delivery (retries, dead letters and drops still show).",
 )
+@click.option(
+    "--oidc",
+    is_flag=True,
+    help="Sender identity on every hop, as on a cluster with security.oidc.enabled: the broker "
+    "issues tokens and enforces EventPolicies, each function accepts only its own Triggers and "
+    "publishes with its SinkBinding's token (docs/security.md).",
+)
 def run(
     manifests: tuple[Path, ...],
     functions_dir: Path,
@@ -115,12 +130,15 @@ def run(
     host: str,
     port: int,
     base_port: int,
+    console_port: int | None,
+    no_console: bool,
     otlp_endpoint: str | None,
     trace_max_spans: int,
     trace_max_hours: float,
     startup_timeout: float,
     drain_seconds: float,
     quiet: bool,
+    oidc: bool,
 ) -> None:
     """Run the broker and every function locally, and show each delivery as it happens.
 
@@ -136,6 +154,11 @@ def run(
     Once every process answers its health check, the endpoints are printed (also written to
     <data-dir>/run.json for `cascade send`, `cascade tail` and `cascade dlq`) and each delivery
     shows as a line: time, outcome, event type, order (partitionkey), trigger, status, latency.
+
+    The first endpoint is the web console (docs/console.md): the Triggers and functions as a
+    graph with live rates, errors, retries and lag, the deliveries as they happen, one order's
+    chain with its trace, and the dead letters with a replay button (dry run first). It serves
+    --host only, and a change (a replay) needs the token of the console's own page.
 
     Every process sends its spans to a small OTLP/HTTP receiver in `cascade run`, kept in
     <data-dir>/traces.sqlite3 (bounded by --trace-max-spans and --trace-max-hours) for
@@ -157,6 +180,7 @@ def run(
             port=port,
             base_port=base_port,
             environ=os.environ,
+            oidc=oidc,
         )
     except ManifestError as exc:
         click.echo(f"error: invalid manifest: {exc}", err=True)
@@ -178,8 +202,17 @@ def run(
         log_kind=log_kind,
         bootstrap_servers=bootstrap_servers,
         nats_url=nats_url,
+        console_port=None if no_console else _console_port(console_port, plan.broker_port, port),
     )
     sys.exit(Runner(plan, options).run())
+
+
+def _console_port(option: int | None, broker_port: int, port_option: int) -> int:
+    """--console-port, else the port below the broker's (8079 by default), so a bookmarked
+    console URL stays the same from run to run; a free one when --port is 0."""
+    if option is not None:
+        return option
+    return 0 if port_option == 0 else max(0, broker_port - 1)
 
 
 def _forward_url(option: str | None) -> str | None:

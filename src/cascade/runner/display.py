@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Final
@@ -21,7 +22,14 @@ import click
 from cascade.runner.plan import FunctionPlan, RunPlan
 from cascade.terminal import printable_data
 
-__all__ = ["format_activity", "render_endpoints", "shown_path", "use_color"]
+__all__ = [
+    "ActivityCells",
+    "activity_cells",
+    "format_activity",
+    "render_endpoints",
+    "shown_path",
+    "use_color",
+]
 
 _STYLES: Final[dict[str, dict[str, Any]]] = {
     "delivered": {"fg": "green"},
@@ -73,12 +81,24 @@ def _millis(value: object) -> str:
     return f"{value:.1f} ms" if isinstance(value, int | float) else "-"
 
 
-def format_activity(entry: Mapping[str, Any], *, color: bool = False) -> str:
-    """One line for one entry of the broker's activity feed (event text escaped)."""
-    entry = printable_data(entry)
+@dataclass(frozen=True)
+class ActivityCells:
+    """The columns of one delivery line, unpadded (the console shows the same ones)."""
+
+    time: str
+    label: str
+    type: str
+    order: str
+    trigger: str
+    status: str
+    detail: str
+    extras: str
+
+
+def activity_cells(entry: Mapping[str, Any]) -> ActivityCells:
+    """What one entry of the broker's activity feed shows, column by column."""
     outcome = str(entry.get("outcome") or "?")
     status = entry.get("status")
-    shown_status = str(status) if status is not None else "---"
     if outcome == "retried":
         label = f"retried #{entry.get('attempt', '?')}"
     elif outcome in ("dead-lettered", "dropped"):
@@ -96,31 +116,55 @@ def format_activity(entry: Mapping[str, Any], *, color: bool = False) -> str:
         extras.append(str(entry["error"]))
     if entry.get("reason"):
         extras.append(f"reason: {entry['reason']}")
-    style = _STYLES.get(outcome, {})
-    cells = [
-        _clock(entry.get("time")),
-        click.style(f"{label:<13}", **style) if color and style else f"{label:<13}",
-        f"{short_type(entry.get('type')):<20}",
-        f"{short_id(entry.get('partitionkey')):<8}",
-        f"{_trigger(entry):<28}",
-        click.style(f"{shown_status:>3}", fg="red")
+    return ActivityCells(
+        time=_clock(entry.get("time")),
+        label=label,
+        type=short_type(entry.get("type")),
+        order=short_id(entry.get("partitionkey")),
+        trigger=_trigger(entry),
+        status=str(status) if status is not None else "---",
+        detail=detail,
+        extras="; ".join(extras),
+    )
+
+
+def format_activity(entry: Mapping[str, Any], *, color: bool = False) -> str:
+    """One line for one entry of the broker's activity feed (event text escaped)."""
+    entry = printable_data(entry)
+    cells = activity_cells(entry)
+    style = _STYLES.get(str(entry.get("outcome") or "?"), {})
+    status = entry.get("status")
+    columns = [
+        cells.time,
+        click.style(f"{cells.label:<13}", **style) if color and style else f"{cells.label:<13}",
+        f"{cells.type:<20}",
+        f"{cells.order:<8}",
+        f"{cells.trigger:<28}",
+        click.style(f"{cells.status:>3}", fg="red")
         if color and isinstance(status, int) and status >= 300
-        else f"{shown_status:>3}",
-        f"{detail:>9}",
+        else f"{cells.status:>3}",
+        f"{cells.detail:>9}",
     ]
-    line = "  ".join(cells)
-    if extras:
-        line += "  " + "; ".join(extras)
+    line = "  ".join(columns)
+    if cells.extras:
+        line += "  " + cells.extras
     return line
 
 
-def render_endpoints(plan: RunPlan, state_file: Path, *, color: bool = False) -> str:
-    """The table printed once everything is ready: the APIs (SinkBinding subjects, such as the
-    shop's order API) first, then the broker ingress, the other functions, the broker admin."""
+def render_endpoints(
+    plan: RunPlan, state_file: Path, *, color: bool = False, console: str | None = None
+) -> str:
+    """The table printed once everything is ready: the web console, the APIs (SinkBinding
+    subjects, such as the shop's order API), the broker ingress, the other functions, the
+    broker admin."""
     sinks = {t.delivery.dead_letter_sink for t in plan.topology.triggers}
     by_broker = {url: f"Broker {name}" for name, url in plan.ingress.items()}
     sources = [fn for fn in plan.functions if fn.sink is not None]
     rows: list[tuple[str, str, str]] = []
+    if console is not None:
+        rows.append(
+            ("console", console, "open in a browser: graph, live deliveries, chains, dead letters")
+        )
     for fn in sources:
         assert fn.sink is not None
         rows.append((f"{fn.name} API", fn.url, _notes(fn, sinks, by_broker.get(fn.sink, fn.sink))))

@@ -34,6 +34,7 @@ import yaml
 from cascade.broker.ingress.receiver import broker_path
 from cascade.broker.topology import MANIFEST_SUFFIXES, Topology, load_topology
 from cascade.discovery import DiscoveryError, function_folders
+from cascade.runner.identity import function_identity_env
 
 __all__ = ["FunctionPlan", "PlanError", "RunPlan", "discover_functions", "make_plan"]
 
@@ -75,6 +76,7 @@ class RunPlan:
     service_urls: Mapping[tuple[str, str], str]  # given to the broker as --service-url
     topology: Topology
     notices: tuple[str, ...] = field(default_factory=tuple)
+    oidc: bool = False  # sender identity on every hop (cascade run --oidc)
 
     @property
     def broker_url(self) -> str:
@@ -101,8 +103,13 @@ def make_plan(
     port: int,
     base_port: int,
     environ: Mapping[str, str],
+    oidc: bool = False,
 ) -> RunPlan:
-    """Plan the run; raises PlanError, or ManifestError for an invalid manifest."""
+    """Plan the run; raises PlanError, or ManifestError for an invalid manifest.
+
+    With ``oidc``, every function gets the sender-identity environment, and the publishing
+    ones a token minted with the broker's key (:mod:`cascade.runner.identity`).
+    """
     folders = discover_functions(functions_dir)
     objects = list(_manifest_objects(manifests))
     services = [
@@ -132,15 +139,28 @@ def make_plan(
     ingress = {f"{ns}/{name}": broker_url + broker_path(ns, name) for ns, name in topology.brokers}
     sinks = _sink_bindings(objects, ingress, urls)
     container_env = {_name(obj): _container_env(obj) for obj in services}
+    service_namespaces = {_name(obj): _namespace(obj) for obj in reversed(services)}
 
     plans = []
     for folder, fn_port in zip(ordered, function_ports, strict=True):
         name = folder.name
         env = dict(container_env.get(name, {}))
         env.update({key: value for key, value in environ.items() if key in env})
-        sink = sinks.get(name)
+        binding = sinks.get(name)
+        sink = None if binding is None else binding[0]
         if sink is not None:
             env["K_SINK"] = sink
+        if oidc:
+            env.update(
+                function_identity_env(
+                    topology,
+                    name,
+                    service_namespaces.get(name, "default"),
+                    broker_url=broker_url,
+                    data_dir=data_dir,
+                    sink=binding,
+                )
+            )
         triggers = tuple(
             f"{t.namespace}/{t.name}"
             for t in topology.triggers
@@ -167,6 +187,7 @@ def make_plan(
         ingress=ingress,
         service_urls=service_urls,
         topology=topology,
+        oidc=oidc,
         # The broker ignores SinkBindings; here they set K_SINK, so do not call them ignored.
         notices=tuple(n for n in topology.notices if not n.startswith("ignored kind SinkBinding")),
     )
@@ -282,9 +303,9 @@ def _container_env(service: Mapping[str, Any]) -> dict[str, str]:
 
 def _sink_bindings(
     objects: Sequence[Mapping[str, Any]], ingress: Mapping[str, str], urls: Mapping[str, str]
-) -> dict[str, str]:
-    """Service name → K_SINK, from SinkBindings whose subject is a Knative Service."""
-    sinks: dict[str, str] = {}
+) -> dict[str, tuple[str, str]]:
+    """Service name → (K_SINK, SinkBinding name), from SinkBindings whose subject is a Service."""
+    sinks: dict[str, tuple[str, str]] = {}
     for obj in objects:
         if obj.get("kind") != "SinkBinding" or obj.get("apiVersion") != SINK_BINDING_API:
             continue
@@ -295,7 +316,7 @@ def _sink_bindings(
             continue
         target = _sink_url(sink, namespace, ingress, urls)
         if target is not None and isinstance(subject.get("name"), str):
-            sinks[subject["name"]] = target
+            sinks[subject["name"]] = (target, _name(obj))
     return sinks
 
 

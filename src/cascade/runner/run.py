@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import click
 
 from cascade.broker.log.options import broker_log_args
+from cascade.console.server import ConsoleServer, console_for
 from cascade.runner.display import format_activity, render_endpoints, shown_path, use_color
 from cascade.runner.feed import ActivityClient, FeedError
 from cascade.runner.plan import RunPlan
@@ -75,6 +76,7 @@ class RunOptions:
     log_kind: str = "sqlite"
     bootstrap_servers: str | None = None
     nats_url: str | None = None
+    console_port: int | None = 0  # None: no console; 0: a free port
 
 
 class Runner:
@@ -91,6 +93,7 @@ class Runner:
         self._follower: threading.Thread | None = None
         self._spans: SpanStore | None = None
         self._receiver: TraceReceiver | None = None
+        self._console: ConsoleServer | None = None
 
     # --- output -----------------------------------------------------------------------
 
@@ -176,6 +179,17 @@ class Runner:
         # Batches leave every half second instead of every 5: a trace is complete by the time
         # someone types `cascade trace`.
         base_env.setdefault("OTEL_BSP_SCHEDULE_DELAY", "500")
+        if self.options.console_port is not None:
+            try:
+                self._console = console_for(plan, self.options.console_port)
+            except OSError as exc:
+                self.say(
+                    f"error: the console cannot listen on {plan.host}:"
+                    f"{self.options.console_port} ({exc.strerror}): choose another "
+                    "--console-port, or --no-console",
+                    fg="red",
+                )
+                return EXIT_FAILED
         command = cascade_command()
         broker_argv = [
             *command,
@@ -193,6 +207,7 @@ class Runner:
             *broker_log_args(
                 self.options.log_kind, self.options.bootstrap_servers, self.options.nats_url
             ),
+            *(["--oidc"] if plan.oidc else []),
         ]
         self._broker = spawn(
             "broker", broker_argv, env=base_env, cwd=self.options.cwd, log=logs / "broker.log"
@@ -215,11 +230,14 @@ class Runner:
                 spawn(fn.name, argv, env=env, cwd=self.options.cwd, log=logs / f"{fn.name}.log")
             )
         self._receiver.start()
+        if self._console is not None:
+            self._console.start()
         if not self._wait_ready():
             return EXIT_FAILED if not self._stop.is_set() else EXIT_OK
         state_path = write_state(plan.data_dir, self._state())
         self.say("")
-        self.say(render_endpoints(plan, state_path, color=self._color))
+        console = self._console.url if self._console is not None else None
+        self.say(render_endpoints(plan, state_path, color=self._color, console=console))
         self.say("")
         self._follower = threading.Thread(target=self._follow, name="activity", daemon=True)
         self._follower.start()
@@ -281,6 +299,8 @@ class Runner:
         return EXIT_OK
 
     def _shutdown(self) -> None:
+        if self._console is not None:
+            self._console.close()  # a view only: first, so nothing is replayed while stopping
         broker, functions = self._broker, self._functions
         if broker is None and not functions:
             if self._receiver is not None:
@@ -361,6 +381,7 @@ class Runner:
                 "store": str(self.plan.data_dir / STORE_FILE),
                 "forward": self.options.otlp_endpoint,
             },
+            console={"url": self._console.url} if self._console is not None else {},
         )
 
 

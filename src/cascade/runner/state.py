@@ -46,6 +46,7 @@ class RunState:
     broker: Mapping[str, Any]  # url, pid, log, ingress {"ns/name": url}
     functions: Mapping[str, Mapping[str, Any]]  # name -> url, pid, log
     traces: Mapping[str, Any] = field(default_factory=dict)  # endpoint (OTLP/HTTP), store
+    console: Mapping[str, Any] = field(default_factory=dict)  # url (none with --no-console)
 
     @property
     def alive(self) -> bool:
@@ -84,6 +85,7 @@ class RunState:
                 "broker": self.broker,
                 "functions": self.functions,
                 "traces": self.traces,
+                "console": self.console,
             },
             option=orjson.OPT_INDENT_2,
         )
@@ -111,6 +113,7 @@ def read_state(data_dir: Path) -> RunState | None:
             broker=dict(document["broker"]),
             functions={str(k): dict(v) for k, v in dict(document["functions"]).items()},
             traces=dict(document.get("traces") or {}),
+            console=dict(document.get("console") or {}),
         )
     except (KeyError, TypeError, ValueError):
         return None

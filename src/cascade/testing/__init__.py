@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
-from urllib.parse import unquote
 
 import orjson
 from flask.testing import FlaskClient
@@ -37,6 +36,7 @@ from werkzeug.datastructures import Headers
 
 from cascade.app import Runtime, create_app, runtime_of
 from cascade.closing import ClosesOnExit
+from cascade.codec import binary_headers, decode_header_value
 from cascade.discovery import DiscoveredFunction, DiscoveryError, discover
 from cascade.events import Event, bound_type
 from cascade.events import registry as global_registry
@@ -94,7 +94,7 @@ class EventResult:
     def attributes(self) -> dict[str, str]:
         """The reply's CloudEvents attributes (binary mode headers, percent-decoded)."""
         found = {
-            name[3:].lower(): unquote(value)
+            name[3:].lower(): decode_header_value(name, value)
             for name, value in self.headers.items()
             if name.lower().startswith("ce-")
         }
@@ -217,8 +217,7 @@ class FunctionClient(ClosesOnExit):
             request_headers = {"Content-Type": "application/cloudevents+json"}
             body = orjson.dumps(document)
         else:
-            request_headers = {f"ce-{k}": v for k, v in attributes.items()}
-            request_headers["Content-Type"] = "application/json"
+            request_headers = binary_headers({**attributes, "datacontenttype": "application/json"})
             body = data
         request_headers.update(headers or {})
         return self.post(request_headers, body)

@@ -52,7 +52,7 @@ from cascade.broker.dispatch.delivery import HttpResponse, TransportError
 from cascade.broker.dispatch.egress import EgressConfig, TriggerEgress
 from cascade.broker.dispatch.sender import AttemptTarget, delivery_headers
 from cascade.broker.event import Record, StoredEvent
-from cascade.broker.http.event import InvalidEvent, binary_headers, event_from_http, event_size
+from cascade.broker.http.event import event_from_http, event_size
 from cascade.broker.ingress.receiver import broker_path
 from cascade.broker.log.memory import MemoryLog
 from cascade.broker.settings import DEFAULT_MAX_EVENT_BYTES, BrokerSettings
@@ -62,6 +62,7 @@ from cascade.broker.topology import Topology, TriggerConfig, load_topology
 from cascade.broker.topology.knative import read_objects
 from cascade.broker.topology.yaml_reader import expand_paths
 from cascade.closing import ClosesOnExit
+from cascade.codec import InvalidEvent, binary_headers
 from cascade.discovery import discover
 from cascade.events import Event, bound_type
 from cascade.publish import SinkAnswer

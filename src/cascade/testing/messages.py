@@ -19,7 +19,8 @@ from typing import TypeVar, overload
 
 from cascade.attribute_view import AttributeView
 from cascade.broker.event import StoredEvent
-from cascade.broker.http.event import InvalidEvent, event_from_http
+from cascade.broker.http.event import event_from_http
+from cascade.codec import InvalidEvent
 from cascade.events import Event, bound_type
 from cascade.events import registry as global_registry
 from cascade.publish import SinkAnswer

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from cascade.identity import SenderVerifier, subject_allowed
 from cascade.issuer import LocalIssuer, knative_child_name, trigger_subject
+from cascade.publish import BearerTransport, Publisher, PublishError, SinkAnswer, TokenFile
 from cascade.settings import Settings, SettingsError
 from cascade.testing import EventResult, FunctionClient
 from tests.issuer_server import IssuerServer
@@ -239,3 +240,36 @@ def test_allowed_subjects_are_read_as_a_comma_list() -> None:
         "CASCADE_OIDC_ALLOWED_SUBJECTS": " x , y* ,,",
     }
     assert Settings.from_env(env).oidc_allowed_subjects == ("x", "y*")
+
+
+def test_publishing_presents_the_token_file_read_again_when_it_changes(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("first\n")
+    seen: list[str] = []
+
+    class Recording:
+        def post(self, url: str, headers: Any, body: bytes, timeout: float) -> SinkAnswer:
+            seen.append(headers["Authorization"])
+            return SinkAnswer(202, {}, b"")
+
+        def close(self) -> None:
+            pass
+
+    transport = BearerTransport(Recording(), TokenFile(token_file))
+    transport.post("http://sink", {}, b"", 1.0)
+    token_file.write_text("second-and-longer")  # a rotation, as the kubelet does
+    transport.post("http://sink", {}, b"", 1.0)
+    assert seen == ["Bearer first", "Bearer second-and-longer"]
+    token_file.unlink()
+    with pytest.raises(PublishError, match="no token to publish with"):
+        transport.post("http://sink", {}, b"", 1.0)
+
+
+def test_publisher_from_settings_uses_the_token_file(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("t")
+    settings = Settings(
+        data_dir=tmp_path, sink="http://127.0.0.1:1/", publish_token_file=token_file
+    )
+    with Publisher.from_settings(settings, "/probe") as publisher:
+        assert isinstance(publisher.transport, BearerTransport)

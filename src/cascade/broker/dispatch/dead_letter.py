@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 
 from cascade.broker.dispatch.delivery import HttpResponse
 from cascade.broker.event import StoredEvent
+from cascade.codec import is_attribute_name
 
 __all__ = ["ERROR_DATA_LIMIT", "dead_letter_event"]
 
 ERROR_DATA_LIMIT = 1024
 _KNE_PREFIX = "kne-"
-_EXTENSION_NAME = re.compile(r"[a-z0-9]+")
 # A kne-* header may add extensions, not rewrite the event's identity or Knative's own fields.
 _PROTECTED = frozenset(
     {
@@ -59,7 +58,7 @@ def dead_letter_event(
             if not name.lower().startswith(_KNE_PREFIX):
                 continue
             extension = name[len(_KNE_PREFIX) :].lower()
-            if not _EXTENSION_NAME.fullmatch(extension) or extension in _PROTECTED:
+            if not is_attribute_name(extension) or extension in _PROTECTED:
                 logger.warning(
                     "ignoring response header %r from %s: %r is not a usable extension name",
                     name,

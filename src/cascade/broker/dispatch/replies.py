@@ -17,7 +17,8 @@ from enum import Enum
 
 from cascade.broker.dispatch.delivery import HttpResponse
 from cascade.broker.event import StoredEvent
-from cascade.broker.http.event import ContentMode, InvalidEvent, content_mode, event_from_http
+from cascade.broker.http.event import event_from_http
+from cascade.codec import ContentMode, InvalidEvent, content_mode
 
 __all__ = ["HOPS_EXTENSION", "Answer", "AnswerKind", "hops_of", "interpret_answer", "with_hop"]
 

@@ -18,9 +18,9 @@ from opentelemetry.trace import Span, Status, StatusCode
 from cascade.broker.dispatch.delivery import HttpResponse, TransportError, Verdict, classify
 from cascade.broker.event import StoredEvent
 from cascade.broker.http.client import HttpClient, HttpProtocolError
-from cascade.broker.http.event import binary_headers
 from cascade.broker.telemetry.metrics import BrokerMetrics
 from cascade.broker.telemetry.tracing import BrokerTracing, headers_for, incoming_context
+from cascade.codec import binary_headers
 
 __all__ = ["AttemptTarget", "HttpSender", "TokenFor", "delivery_headers"]
 

@@ -16,19 +16,13 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from cascade.broker.event import StoredEvent
-from cascade.broker.http.event import (
-    ContentMode,
-    InvalidEvent,
-    binary_attributes,
-    content_mode,
-    event_size,
-    structured_event,
-)
+from cascade.broker.http.event import event_size
 from cascade.broker.ingress.appender import Appender
 from cascade.broker.log.base import LogError
 from cascade.broker.oidc import BrokerIdentity
 from cascade.broker.telemetry.metrics import BrokerMetrics
 from cascade.broker.telemetry.tracing import BrokerTracing, headers_for, incoming_context
+from cascade.codec import InvalidEvent, binary_attributes, is_structured, structured_attributes
 from cascade.identity import Refusal
 
 __all__ = ["REASON_HEADER", "BrokerEndpoint", "Ingress", "broker_path"]
@@ -87,15 +81,11 @@ class Ingress:
             if isinstance(known, Refusal):
                 return self._refuse(known, request.path)
             subject = known
-        content_type = headers.get("Content-Type")
-        mode = content_mode(content_type)
         attributes: dict[str, str] | None = None
         try:
-            if mode is ContentMode.BATCH:
-                raise InvalidEvent("batched content mode is not supported")
-            if mode is ContentMode.BINARY:
-                attributes = binary_attributes(headers)
-        except InvalidEvent as exc:
+            if not is_structured(headers.get("Content-Type")):
+                attributes = binary_attributes(headers.items())
+        except InvalidEvent as exc:  # 400 whatever the codec suggests, as Knative's receiver
             return self._reject(400, str(exc), request.path)
         await _continue_if_expected(request)
         try:
@@ -104,7 +94,7 @@ class Ingress:
             return self._reject(503, "event larger than --max-event-bytes", request.path)
         try:
             if attributes is None:
-                event = structured_event(content_type or "", body)
+                event = StoredEvent(*structured_attributes(body))
             else:
                 event = StoredEvent(attributes, body)
         except InvalidEvent as exc:

@@ -50,7 +50,6 @@ from nats.js.api import (
 )
 
 from cascade.broker.event import Record, StoredEvent
-from cascade.broker.http.event import encode_header_value
 from cascade.broker.log._common import (
     PartitionChooser,
     check_event,
@@ -63,6 +62,7 @@ from cascade.broker.log._common import (
     closed_error,
 )
 from cascade.broker.log.base import BrokerLog, LogError
+from cascade.codec import encode_header_value
 
 _logger = logging.getLogger(__name__)
 _T = TypeVar("_T")

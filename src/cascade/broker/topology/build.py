@@ -155,7 +155,9 @@ class _Builder:
         for obj in self._of_kind("Broker"):
             self.brokers[(obj.namespace, obj.name)] = self._broker(obj)
         triggers = tuple(self._trigger(obj) for obj in self._of_kind("Trigger"))
-        policies = tuple(build_event_policy(obj) for obj in self._of_kind("EventPolicy"))
+        policies = tuple(
+            build_event_policy(obj, self.notices) for obj in self._of_kind("EventPolicy")
+        )
         return Topology(
             brokers=self.brokers,
             triggers=triggers,

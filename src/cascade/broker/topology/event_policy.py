@@ -1,9 +1,11 @@
 """Knative ``EventPolicy`` objects: who may send what to which Broker.
 
 A policy applies to the Brokers its ``spec.to`` names by ``ref`` (no ``to``: every Broker of its
-namespace). It allows a sender whose token subject matches one of ``spec.from`` (``sub``, a
-trailing ``*`` as a prefix; or ``ref``, the subject of that resource's OIDC service account as
-Knative names it) and whose event passes every one of ``spec.filters``. ``to.selector`` (labels)
+namespace); a ``ref`` to another kind (a Knative Service) is left to that receiver, which for a
+Cascade function checks the same subjects itself (``CASCADE_OIDC_ALLOWED_SUBJECTS``).
+It allows a sender whose token subject matches one of ``spec.from`` (``sub``, a trailing ``*``
+as a prefix; or ``ref``, the subject of that resource's OIDC service account as Knative names
+it) and whose event passes every one of ``spec.filters``. ``to.selector`` (labels)
 is refused rather than guessed: the local broker does not read labels.
 """
 
@@ -42,10 +44,10 @@ def policies_for(
     return tuple(policy for policy in policies if policy.applies_to(namespace, broker))
 
 
-def build_event_policy(obj: KubeObject) -> EventPolicyConfig:
+def build_event_policy(obj: KubeObject, notices: list[str]) -> EventPolicyConfig:
     spec = object_spec(obj, required=True)
     reject_unknown_fields(obj, spec, _SPEC_FIELDS)
-    brokers = _targets(obj, spec.get("to"))
+    brokers = _targets(obj, spec.get("to"), notices)
     subjects = _subjects(obj, spec.get("from"))
     policy_filter = None
     if spec.get("filters") is not None:
@@ -65,7 +67,7 @@ def _entries(obj: KubeObject, raw: object, path: str) -> Sequence[dict[str, Any]
     return raw
 
 
-def _targets(obj: KubeObject, raw: object) -> tuple[str, ...] | None:
+def _targets(obj: KubeObject, raw: object, notices: list[str]) -> tuple[str, ...] | None:
     if raw is None:
         return None
     brokers: list[str] = []
@@ -84,11 +86,11 @@ def _targets(obj: KubeObject, raw: object) -> tuple[str, ...] | None:
         if not isinstance(name, str) or not name:
             raise obj.error(f"{path}.ref.name", "required (a string)")
         if (api_version, kind) != _BROKER_REF:
-            raise obj.error(
-                f"{path}.ref",
-                f"{field_name(kind)} ({field_name(api_version)}) is not enforced locally: the "
-                "local broker enforces EventPolicies on Brokers (eventing.knative.dev/v1)",
+            notices.append(
+                f"{obj.source}: {obj.label}: {path}: {field_name(kind)} {field_name(name)} "
+                "checks its senders itself; the local broker enforces policies on Brokers"
             )
+            continue
         brokers.append(name)
     return tuple(brokers)
 

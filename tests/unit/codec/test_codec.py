@@ -1,4 +1,4 @@
-"""The CloudEvents HTTP binding on its own: parsing, validation, header encoding."""
+"""The CloudEvents HTTP codec on its own: parsing, validation, header encoding."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from cloudevents.core.bindings.http import HTTPMessage, from_binary_event
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cascade.binding import (
-    BindingError,
+from cascade.codec import (
     CloudEventMessage,
+    InvalidEvent,
     binary_headers,
     encode_header_value,
     is_rfc3339,
@@ -23,6 +23,8 @@ from cascade.binding import (
 )
 
 BASE = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t.x"}
+# Attribute values may hold any text but control characters (Cc: U+0000-U+001F, U+007F-U+009F).
+VALUE_TEXT = st.characters(blacklist_categories=("Cc", "Cs"))
 
 
 def parse(headers: dict[str, str], body: bytes = b"") -> CloudEventMessage:
@@ -58,7 +60,7 @@ def test_stray_percent_is_kept_literally() -> None:
 
 
 def test_percent_encoding_of_invalid_utf8_is_400() -> None:
-    with pytest.raises(BindingError, match="invalid UTF-8") as info:
+    with pytest.raises(InvalidEvent, match="invalid UTF-8") as info:
         parse_headers([*BASE.items(), ("ce-subject", "%FF")], b"")
     assert info.value.status == 400
 
@@ -180,7 +182,7 @@ def test_structured_03_base64_encoding_is_decoded() -> None:
     ],
 )
 def test_structured_errors_are_400(document: bytes, needle: str) -> None:
-    with pytest.raises(BindingError, match=needle) as info:
+    with pytest.raises(InvalidEvent, match=needle) as info:
         parse({"Content-Type": "application/cloudevents+json"}, document)
     assert info.value.status == 400
 
@@ -199,6 +201,7 @@ def test_structured_errors_are_400(document: bytes, needle: str) -> None:
         "?q",
         "#f",
         "k8s://ns/name",
+        "/café",  # non-ASCII letters: accepted, as the Kafka broker's java.net.URI does
     ],
 )
 def test_uri_references_accepted(value: str) -> None:
@@ -207,7 +210,7 @@ def test_uri_references_accepted(value: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "a b", "1a:b", "/x[1]", "http://[zz", "%zz", "a#b#c", "é", "<x>", 'a"b', "a\\b"],
+    ["", "a b", "1a:b", "/x[1]", "http://[zz", "%zz", "a#b#c", "<x>", 'a"b', "a\\b", "/\x85"],
 )
 def test_uri_references_rejected(value: str) -> None:
     assert not is_uri_reference(value)
@@ -218,7 +221,6 @@ def test_uri_references_rejected(value: str) -> None:
     [
         "2024-01-01T00:00:00Z",
         "2024-01-01t00:00:00z",
-        "2024-12-31T23:59:60Z",
         "2024-01-01T00:00:00.123456789+05:30",
         "2024-02-29T12:00:00-00:00",
     ],
@@ -235,6 +237,7 @@ def test_rfc3339_accepted(value: str) -> None:
         "2023-02-29T00:00:00Z",
         "2024-01-01T24:00:00Z",
         "2024-01-01T00:00:61Z",
+        "2024-12-31T23:59:60Z",  # a leap second: neither SDK (Java, Python) can read it
         "2024-01-01T00:00:00+25:00",
         "2024-01-01 00:00:00Z",
         "tomorrow",
@@ -250,14 +253,14 @@ def test_encode_header_value_only_escapes_what_it_must() -> None:
     assert encode_header_value("café") == "caf%C3%A9"
 
 
-@given(st.text(min_size=1, max_size=50))
+@given(st.text(VALUE_TEXT, min_size=1, max_size=50))
 def test_header_values_round_trip(value: str) -> None:
     headers = binary_headers({**{k[3:]: v for k, v in BASE.items()}, "subject": value})
     assert all(c.isascii() and c.isprintable() for c in headers["ce-subject"])
     assert parse_headers(headers.items(), b"").subject == value
 
 
-@given(st.text(min_size=1, max_size=40))
+@given(st.text(VALUE_TEXT, min_size=1, max_size=40))
 def test_sdk_reads_our_binary_headers(value: str) -> None:
     # Interoperability: what we emit, the cloudevents SDK decodes to the same attributes.
     attributes = {k[3:]: v for k, v in BASE.items()} | {"subject": value}
@@ -284,10 +287,10 @@ _NAMES = st.sampled_from(
 
 
 def status_of(headers: dict[str, str], body: bytes) -> int:
-    """0 when the request parses, else the HTTP status of the BindingError."""
+    """0 when the request parses, else the HTTP status of the InvalidEvent."""
     try:
         message = parse(headers, body)
-    except BindingError as exc:
+    except InvalidEvent as exc:
         return exc.status if exc.detail else -1
     for name in ("id", "source", "type", "specversion"):
         assert message.attributes[name]

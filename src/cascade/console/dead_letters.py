@@ -1,0 +1,88 @@
+"""Dead letters for the console, through the same client and replay code as ``cascade dlq``.
+
+Listing and showing use the dead-letter function's API (``GET /dead-letters[/<id>]``); a replay
+is ``cascade dlq replay``'s own function, with its rules (at most ``MAX_REPLAYS`` replays per
+entry, the original event unchanged plus ``cascadereplays``, a reply posted to the broker, a
+trace linked to the original). A replay needs a dry run first: the dry run answers a
+confirmation code bound to the entry and its replay count, and only that code replays it, so a
+second click (or a replay by someone else meanwhile) cannot replay it twice unseen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from cascade.commands._tracing import cli_tracer
+from cascade.commands.dlq import DlqContext, DlqError, _replay, decode_error_data
+
+__all__ = ["MAX_REPLAYS", "DeadLetters", "DlqError", "ReplayAnswer"]
+
+MAX_REPLAYS: Final = 3  # `cascade dlq replay --max-replays`' default
+MAX_LIST: Final = 500
+
+
+@dataclass(frozen=True)
+class ReplayAnswer:
+    ok: bool
+    dry_run: bool
+    message: str
+    confirmation: str | None = None  # after a dry run that would replay
+
+
+class DeadLetters:
+    """Blocking calls (run them in a thread) to the dead-letter function at ``url``."""
+
+    def __init__(self, url: str, ingress: str, data_dir: Path, secret: str, timeout: float = 30.0):
+        self.context = DlqContext(url, data_dir, timeout)
+        self.ingress = ingress
+        self._secret = secret.encode()
+
+    def list(self, order_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        path = f"/dead-letters?limit={min(limit, MAX_LIST)}"
+        if order_id:
+            from urllib.parse import quote
+
+            path += f"&order_id={quote(order_id, safe='')}"
+        document = self.context.get(path)
+        entries = document.get("dead_letters") if isinstance(document, dict) else None
+        return [e for e in entries or [] if isinstance(e, dict)]
+
+    def show(self, dead_letter_id: int) -> dict[str, Any]:
+        detail = self.context.get(f"/dead-letters/{dead_letter_id}")
+        if not isinstance(detail, dict):
+            raise DlqError(f"GET /dead-letters/{dead_letter_id} did not answer an object")
+        error = detail.get("error_data")
+        if isinstance(error, dict) and isinstance(error.get("base64"), str):
+            detail["error_text"] = decode_error_data(error["base64"])
+        return detail
+
+    def confirmation(self, dead_letter_id: int, replay_count: int) -> str:
+        message = f"{dead_letter_id}:{replay_count}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
+
+    def replay(
+        self, dead_letter_id: int, *, dry_run: bool, confirmation: str | None = None
+    ) -> ReplayAnswer:
+        if not dry_run:
+            count = int(self.show(dead_letter_id).get("replay_count", 0))
+            expected = self.confirmation(dead_letter_id, count)
+            if confirmation is None or not hmac.compare_digest(confirmation, expected):
+                return ReplayAnswer(
+                    False,
+                    False,
+                    "not replayed: do a dry run first and confirm what it shows (the entry may "
+                    "have been replayed since)",
+                )
+        with cli_tracer(self.context.data_dir) as tracer:
+            outcome = _replay(
+                self.context, dead_letter_id, self.ingress, MAX_REPLAYS, dry_run, tracer
+            )
+        code = None
+        if dry_run and outcome.ok:
+            count = int(self.show(dead_letter_id).get("replay_count", 0))
+            code = self.confirmation(dead_letter_id, count)
+        return ReplayAnswer(outcome.ok, dry_run, outcome.message, code)
