@@ -13,7 +13,7 @@ import click
 from cascade.broker.banner import loop_risks, render_startup
 from cascade.broker.log.base import LogError
 from cascade.broker.log.factory import LogKind
-from cascade.broker.log.options import check_log_options, log_options
+from cascade.broker.log.options import check_log_options, log_options, retention_policy
 from cascade.broker.oidc import AuthorizationMode
 from cascade.broker.server import BrokerServer, new_event_loop
 from cascade.broker.settings import DEFAULT_MAX_EVENT_BYTES, BrokerSettings
@@ -108,6 +108,9 @@ def broker(
     log_kind: LogKind,
     bootstrap_servers: str | None,
     nats_url: str | None,
+    retention: float | None,
+    retention_bytes: int | None,
+    retention_interval: float,
     data_dir: Path,
     partitions: int,
     max_inflight: int,
@@ -146,6 +149,7 @@ def broker(
             drain_seconds=drain_seconds,
             oidc=oidc,
             oidc_default_mode=oidc_default_mode,
+            retention=retention_policy(retention, retention_bytes, retention_interval),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

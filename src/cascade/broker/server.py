@@ -31,6 +31,7 @@ from cascade.broker.ingress.appender import Appender
 from cascade.broker.ingress.receiver import BrokerEndpoint, Ingress, broker_path
 from cascade.broker.log.base import BrokerLog
 from cascade.broker.log.factory import open_log
+from cascade.broker.log.retention import start_retention
 from cascade.broker.log.tail import TailCache
 from cascade.broker.oidc import BrokerIdentity
 from cascade.broker.settings import BrokerSettings
@@ -108,6 +109,7 @@ class BrokerServer:
         self._client: HttpClient | None = None
         self._runner: web.ServerRunner | None = None
         self._draining = False
+        self._retention: asyncio.Task[None] | None = None
         self.port = settings.port
         self.identity: BrokerIdentity | None = None
         self._socket: socket.socket | None = None
@@ -169,10 +171,18 @@ class BrokerServer:
                 TriggerView(trigger.namespace, trigger.name, describe_trigger(trigger), dispatcher)
             )
         await self._open_http()
+        self._retention = start_retention(
+            self._logs,
+            ((t.namespace, t.broker, t.group) for t in self.topology.triggers),
+            self.settings.retention,
+            self._executor,
+        )
 
     async def stop(self) -> None:
         """Drain: refuse new events, let in-flight work finish for a while, commit, close."""
         self._draining = True
+        if self._retention is not None:
+            self._retention.cancel()
         await asyncio.gather(*(appender.drain() for appender in self._appenders.values()))
         dispatchers = [d for group in self._dispatchers.values() for d in group]
         await asyncio.gather(*(d.stop(self.settings.drain_seconds) for d in dispatchers))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cascade.broker.log.factory import LogKind
+from cascade.broker.log.retention import RetentionPolicy
 from cascade.broker.oidc import AuthorizationMode
 
 __all__ = ["BrokerSettings"]
@@ -29,6 +30,7 @@ class BrokerSettings:
     commit_interval: float = 0.2
     oidc: bool = False  # issue and check sender identity (cascade.broker.oidc)
     oidc_default_mode: AuthorizationMode = "allow-same-namespace"
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)  # sqlite log only
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

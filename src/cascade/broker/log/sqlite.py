@@ -13,6 +13,12 @@ pool of reader connections; WAL lets readers run while a write is in progress.
 The file belongs to one ``SqliteLog`` at a time: offsets are counted in memory. A second writer
 on the same file gets a clear error on its first clashing append instead of overwriting records.
 
+Retention (``enforce_retention``, retention.py): records are dropped by age (``appended_at``,
+stored with each record) and by size, from the oldest offset of each partition, never past the
+lowest offset the Broker's Trigger groups committed, and never the newest record of a partition
+(its end offset survives a reopen that way). Freed pages are reused by later appends, so the file
+stops growing once retention removes as much as arrives; the WAL is truncated after checkpoints.
+
 Reopening keeps records, offsets and commits. The partition count is stored in the file; opening
 it with a different count is a ``LogError`` (keyed routing would change silently otherwise).
 """
@@ -22,7 +28,8 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -42,9 +49,13 @@ from cascade.broker.log._common import (
     closed_error,
 )
 from cascade.broker.log.base import BrokerLog, LogError
+from cascade.broker.log.retention import Pruned, RetentionPolicy
 
 _FORMAT = "1"
 _BUSY_TIMEOUT_S = 10.0
+_WAL_SIZE_LIMIT = 64 * 1024 * 1024  # truncate the WAL back to this after a checkpoint
+# What a record weighs for --retention-bytes: what it stores (SQLite's own overhead aside).
+_SIZE = "length(attributes) + length(data) + COALESCE(length(headers), 0)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -57,6 +68,7 @@ CREATE TABLE IF NOT EXISTS records (
     attributes BLOB NOT NULL,
     data BLOB NOT NULL,
     headers BLOB,
+    appended_at REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (partition_id, record_offset)
 );
 CREATE TABLE IF NOT EXISTS commits (
@@ -68,8 +80,8 @@ CREATE TABLE IF NOT EXISTS commits (
 """
 
 _INSERT = (
-    "INSERT INTO records (partition_id, record_offset, attributes, data, headers)"
-    " VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO records (partition_id, record_offset, attributes, data, headers, appended_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
 _SELECT = (
     "SELECT record_offset, attributes, data, headers FROM records"
@@ -106,6 +118,7 @@ class SqliteLog(BrokerLog):
         try:
             self._prepare_file()
             self._next_offsets = self._load_end_offsets()
+            self._bytes = self._load_sizes()
         except BaseException:
             self._writer.close()
             raise
@@ -128,6 +141,7 @@ class SqliteLog(BrokerLog):
             if str(mode).lower() != "wal":
                 raise LogError(f"broker log {self.path}: SQLite refused WAL mode (got {mode!r})")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
         except sqlite3.Error as exc:
             conn.close()
             raise LogError(f"cannot open broker log {self.path}: {exc}") from exc
@@ -143,6 +157,11 @@ class SqliteLog(BrokerLog):
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._writer.execute(statement)
+                columns = {row[1] for row in self._writer.execute("PRAGMA table_info(records)")}
+                if "appended_at" not in columns:  # a log written before retention existed
+                    self._writer.execute(
+                        "ALTER TABLE records ADD COLUMN appended_at REAL NOT NULL DEFAULT 0"
+                    )
                 stored = dict(self._writer.execute("SELECT key, value FROM meta").fetchall())
                 if not stored:
                     self._writer.executemany(
@@ -175,6 +194,15 @@ class SqliteLog(BrokerLog):
             next_offsets[partition] = last + 1
         return next_offsets
 
+    def _load_sizes(self) -> list[int]:
+        sizes = [0] * self.partitions
+        rows = self._writer.execute(
+            f"SELECT partition_id, SUM({_SIZE}) FROM records GROUP BY partition_id"
+        ).fetchall()
+        for partition, total in rows:
+            sizes[partition] = int(total or 0)
+        return sizes
+
     # -- writing ----------------------------------------------------------------------------
 
     def append_many(
@@ -187,14 +215,17 @@ class SqliteLog(BrokerLog):
         with self._write_lock:
             self._check_open()
             next_offsets = list(self._next_offsets)
+            added = [0] * self.partitions
             positions: list[tuple[int, int]] = []
             rows = []
+            now = time.time()
             for event, attributes, data, trace_headers in encoded:
                 partition = self._chooser.choose(event)
                 offset = next_offsets[partition]
                 next_offsets[partition] = offset + 1
                 positions.append((partition, offset))
-                rows.append((partition, offset, attributes, data, trace_headers))
+                rows.append((partition, offset, attributes, data, trace_headers, now))
+                added[partition] += len(attributes) + len(data) + len(trace_headers or b"")
             try:
                 if len(rows) == 1:
                     # In autocommit mode a single statement is its own transaction.
@@ -209,6 +240,7 @@ class SqliteLog(BrokerLog):
             except sqlite3.Error as exc:
                 raise LogError(f"broker log {self.path}: append failed: {exc}") from exc
             self._next_offsets = next_offsets
+            self._bytes = [size + more for size, more in zip(self._bytes, added, strict=True)]
         return positions
 
     @staticmethod
@@ -237,6 +269,121 @@ class SqliteLog(BrokerLog):
                 self._in_transaction(lambda: self._writer.executemany(_UPSERT_COMMIT, rows))
             except sqlite3.Error as exc:
                 raise LogError(f"broker log {self.path}: commit failed: {exc}") from exc
+
+    # -- retention --------------------------------------------------------------------------
+
+    def size_bytes(self) -> int:
+        """What the records weigh now (attributes, data and headers)."""
+        return sum(self._bytes)
+
+    def enforce_retention(
+        self, policy: RetentionPolicy, groups: Collection[str], now: float | None = None
+    ) -> Pruned:
+        """Drop what ``policy`` lets go, below every group's committed offset (retention.py).
+
+        ``groups``: the consumer groups of the Broker's Triggers; a group that has never
+        committed a partition keeps all of it. Blocks appends while it deletes.
+        """
+        groups = set(groups)
+        for group in groups:
+            check_group(group)
+        moment = time.time() if now is None else now
+        per_partition = (
+            None if policy.max_bytes is None else max(1, policy.max_bytes // self.partitions)
+        )
+        removed = removed_bytes = held_back = 0
+        with self._write_lock:
+            self._check_open()
+            try:
+                floors = self._floors(groups)
+                for partition, floor in enumerate(floors):
+                    cutoff, over = self._cutoff(partition, floor, policy, per_partition, moment)
+                    held_back += over
+                    if cutoff is None:
+                        continue
+                    count, size = self._writer.execute(
+                        f"SELECT COUNT(*), COALESCE(SUM({_SIZE}), 0) FROM records"
+                        " WHERE partition_id = ? AND record_offset < ?",
+                        (partition, cutoff),
+                    ).fetchone()
+                    self._writer.execute(
+                        "DELETE FROM records WHERE partition_id = ? AND record_offset < ?",
+                        (partition, cutoff),
+                    )
+                    removed += count
+                    removed_bytes += size
+                    self._bytes[partition] -= size
+            except sqlite3.Error as exc:
+                raise LogError(f"broker log {self.path}: retention failed: {exc}") from exc
+            kept = sum(self._bytes)
+        return Pruned(records=removed, bytes=removed_bytes, kept_bytes=kept, held_back=held_back)
+
+    def _floors(self, groups: Collection[str]) -> list[int]:
+        """Per partition, the offset below which every group is done, and the newest record
+        is never below it."""
+        floors = [max(0, end - 1) for end in self._next_offsets]
+        if not groups:
+            return floors
+        marks = ",".join("?" * len(groups))
+        rows = self._writer.execute(
+            f"SELECT partition_id, MIN(committed_offset), COUNT(*) FROM commits"
+            f" WHERE group_id IN ({marks}) GROUP BY partition_id",
+            list(groups),
+        ).fetchall()
+        committed = {partition: (low, count) for partition, low, count in rows}
+        for partition in range(self.partitions):
+            low, count = committed.get(partition, (0, 0))
+            # A group without a commit here has not started on this partition: keep it all.
+            floors[partition] = min(floors[partition], low if count == len(groups) else 0)
+        return floors
+
+    def _cutoff(
+        self,
+        partition: int,
+        floor: int,
+        policy: RetentionPolicy,
+        max_bytes: int | None,
+        now: float,
+    ) -> tuple[int | None, int]:
+        """The first offset of ``partition`` to keep (None: drop nothing), and how many records
+        over a limit stay because they are at or above ``floor``."""
+        cutoff = 0
+        if policy.max_age_seconds is not None:
+            row = self._writer.execute(
+                "SELECT record_offset FROM records WHERE partition_id = ? AND appended_at >= ?"
+                " ORDER BY record_offset LIMIT 1",
+                (partition, now - policy.max_age_seconds),
+            ).fetchone()
+            cutoff = self._next_offsets[partition] if row is None else int(row[0])
+        excess = 0 if max_bytes is None else self._bytes[partition] - max_bytes
+        if excess > 0:
+            dropped = 0
+            for offset, size in self._writer.execute(
+                f"SELECT record_offset, {_SIZE} FROM records WHERE partition_id = ?"
+                " ORDER BY record_offset",
+                (partition,),
+            ):
+                if dropped >= excess:
+                    cutoff = max(cutoff, int(offset))
+                    break
+                dropped += size
+            else:
+                cutoff = self._next_offsets[partition]
+        wanted = cutoff
+        cutoff = min(cutoff, floor)
+        held_back = 0
+        if wanted > cutoff:
+            held_back = self._writer.execute(
+                "SELECT COUNT(*) FROM records WHERE partition_id = ?"
+                " AND record_offset >= ? AND record_offset < ?",
+                (partition, cutoff, wanted),
+            ).fetchone()[0]
+        first = self._writer.execute(
+            "SELECT MIN(record_offset) FROM records WHERE partition_id = ?", (partition,)
+        ).fetchone()[0]
+        if first is None or cutoff <= first:
+            return None, held_back
+        return cutoff, held_back
 
     def _in_transaction(self, work: Callable[[], object]) -> None:
         self._writer.execute("BEGIN IMMEDIATE")
