@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import click
 import orjson
 
+from cascade.broker.oidc import ISSUER_PATH, issuer_key_path
+from cascade.broker.topology.build import broker_audience
 from cascade.codec import (
     STRUCTURED_CONTENT_TYPE,
     InvalidEvent,
@@ -21,8 +23,6 @@ from cascade.codec import (
     is_json_content_type,
     validate_attributes,
 )
-from cascade.broker.oidc import ISSUER_PATH, issuer_key_path
-from cascade.broker.topology.build import broker_audience
 from cascade.commands._discover import DATA_DIR_OPTION, broker_url, ingress_url
 from cascade.commands._http import Answer, Unreachable, check_url, request
 from cascade.issuer import LocalIssuer

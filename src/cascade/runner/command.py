@@ -10,10 +10,16 @@ import click
 
 from cascade.broker.banner import summarize_notices
 from cascade.broker.log.factory import LogKind
-from cascade.broker.log.options import check_log_options, log_options
+from cascade.broker.log.options import check_log_options, log_options, retention_policy
 from cascade.broker.topology import ManifestError
 from cascade.runner.plan import PlanError, make_plan
 from cascade.runner.run import Runner, RunOptions
+from cascade.runner.supervisor import (
+    DEFAULT_INITIAL_DELAY,
+    DEFAULT_MAX_DELAY,
+    DEFAULT_RESET_AFTER,
+    RestartPolicy,
+)
 from cascade.traces.receiver import traces_url
 from cascade.traces.store import DEFAULT_MAX_AGE_SECONDS, DEFAULT_MAX_SPANS
 
@@ -107,6 +113,28 @@ EXIT_MANIFEST_ERROR = 2
     help="On Ctrl-C, how long the broker lets in-flight deliveries finish.",
 )
 @click.option(
+    "--restart-delay",
+    default=DEFAULT_INITIAL_DELAY,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="A process that exits while the run goes on is started again after this many "
+    "seconds, doubled per exit in a row (like Kubernetes' CrashLoopBackOff)...",
+)
+@click.option(
+    "--restart-max-delay",
+    default=DEFAULT_MAX_DELAY,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="...up to this many seconds...",
+)
+@click.option(
+    "--restart-reset",
+    default=DEFAULT_RESET_AFTER,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="...and back to --restart-delay once the process has run this many seconds.",
+)
+@click.option(
     "-q",
     "--quiet",
     is_flag=True,
@@ -127,6 +155,9 @@ def run(
     log_kind: LogKind,
     bootstrap_servers: str | None,
     nats_url: str | None,
+    retention: float | None,
+    retention_bytes: int | None,
+    retention_interval: float,
     host: str,
     port: int,
     base_port: int,
@@ -137,6 +168,9 @@ def run(
     trace_max_hours: float,
     startup_timeout: float,
     drain_seconds: float,
+    restart_delay: float,
+    restart_max_delay: float,
+    restart_reset: float,
     quiet: bool,
     oidc: bool,
 ) -> None:
@@ -164,10 +198,14 @@ def run(
     <data-dir>/traces.sqlite3 (bounded by --trace-max-spans and --trace-max-hours) for
     `cascade trace ORDER_ID`, and forwarded to --otlp-endpoint when given.
 
+    A process that exits while the run goes on (a crash, kill -9) is started again on its
+    port after a back-off delay (--restart-delay doubling up to --restart-max-delay); each
+    restart is shown and counted (run.json), while the broker retries deliveries meanwhile.
+
     Ctrl-C or SIGTERM stops everything in order and exits 0; a second Ctrl-C kills at once.
     Running again on the same --data-dir resumes where it stopped. Exit codes: 1 when
-    something cannot start (port in use, a function fails: its output is shown), 2 for an
-    invalid manifest or option.
+    something cannot start on the first launch (port in use, a function fails: its output is
+    shown), 2 for an invalid manifest or option.
     """
     check_log_options(log_kind, bootstrap_servers, nats_url)
     forward = _forward_url(otlp_endpoint)
@@ -191,6 +229,11 @@ def run(
     for notice in summarize_notices(plan.notices):
         if not quiet:
             click.echo(f"notice: {notice}")
+    if restart_max_delay < restart_delay:
+        raise click.BadParameter(
+            f"{restart_max_delay:g} is below --restart-delay {restart_delay:g}",
+            param_hint="--restart-max-delay",
+        )
     options = RunOptions(
         startup_timeout=startup_timeout,
         drain_seconds=drain_seconds,
@@ -203,6 +246,8 @@ def run(
         bootstrap_servers=bootstrap_servers,
         nats_url=nats_url,
         console_port=None if no_console else _console_port(console_port, plan.broker_port, port),
+        retention=retention_policy(retention, retention_bytes, retention_interval),
+        restart=RestartPolicy(restart_delay, restart_max_delay, restart_reset),
     )
     sys.exit(Runner(plan, options).run())
 

@@ -4,20 +4,22 @@ Each child (the broker, one ``cascade serve`` per function) gets its own process
 Ctrl-C in the terminal reaches ``cascade run`` alone and it can stop the children in order
 (the broker drains first, then the functions). On Linux each child also gets SIGTERM when
 ``cascade run`` dies without stopping it (``PR_SET_PDEATHSIG``), so a killed runner leaves no
-servers behind. Output goes to ``<data-dir>/logs/<name>.log`` (appended, one header per run);
+servers behind. The signal is asked for by a few lines of Python run in the new process just
+before it execs the command, not by a ``preexec_fn``: the supervisor restarts children while
+the runner's threads run, and code between fork and exec is not safe then.
+Output goes to ``<data-dir>/logs/<name>.log`` (appended, one header per start);
 the tail of it is shown when a child fails.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +28,6 @@ from typing import Final
 __all__ = ["Child", "cascade_command", "spawn", "stop_all"]
 
 _PR_SET_PDEATHSIG: Final = 1
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def cascade_command() -> list[str]:
@@ -98,30 +99,32 @@ def spawn(
         sink.flush()
         start = sink.tell()
         process = subprocess.Popen(
-            list(argv),
+            [*_die_with_parent(), *argv],
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with(os.getpid()),  # children are spawned before any thread starts
         )
     return Child(name, process, log, start)
 
 
-def _die_with(parent: int) -> Callable[[], None] | None:
-    libc = _LIBC
-    if libc is None:
-        return None
+# Run by the new process itself, then replaced by the command (exec keeps the death signal).
+_DEATH_SIGNAL_THEN_EXEC: Final = (
+    "import ctypes, os, signal, sys\n"
+    f"ctypes.CDLL(None).prctl({_PR_SET_PDEATHSIG}, signal.SIGTERM)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"  # the runner died before prctl took effect
+    "    sys.exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
-    def in_child() -> None:
-        # Runs between fork and exec: only async-signal-safe work, libc already loaded.
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the runner died before prctl took effect
-            os._exit(1)
 
-    return in_child
+def _die_with_parent() -> list[str]:
+    """The argv prefix that makes the command get SIGTERM when this process dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return []
+    return [sys.executable, "-c", _DEATH_SIGNAL_THEN_EXEC, str(os.getpid())]
 
 
 def stop_all(children: Sequence[Child], timeout: float) -> None:

@@ -6,7 +6,8 @@
 2. Wait (bounded) for the broker's ``/-/health`` and every function's ``/health/readiness``,
    saying what is ready; a child that exits meanwhile stops the start with its output's tail.
 3. Write ``run.json``, print the endpoint table, then one line per delivery from the broker's
-   activity feed until SIGINT or SIGTERM.
+   activity feed until SIGINT or SIGTERM. Meanwhile a process that exits is started again
+   after a back-off delay (``supervisor.py``, like a kubelet), each restart said and counted.
 4. Stop: the broker first (it refuses new events and lets in-flight deliveries finish, then
    commits), then the functions (gunicorn drains), then remove ``run.json``. A second Ctrl-C
    kills everything at once; uncommitted work is delivered again on the next run.
@@ -24,7 +25,7 @@ import sqlite3
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -34,11 +35,12 @@ from urllib.parse import urlsplit
 import click
 
 from cascade.broker.log.options import broker_log_args
+from cascade.broker.log.retention import RetentionPolicy
 from cascade.console.server import ConsoleServer, console_for
 from cascade.runner.display import format_activity, render_endpoints, shown_path, use_color
 from cascade.runner.feed import ActivityClient, FeedError
 from cascade.runner.plan import RunPlan
-from cascade.runner.processes import Child, cascade_command, spawn, stop_all
+from cascade.runner.processes import Child, cascade_command, stop_all
 from cascade.runner.state import (
     DataDirLocked,
     RunState,
@@ -46,6 +48,7 @@ from cascade.runner.state import (
     remove_state,
     write_state,
 )
+from cascade.runner.supervisor import RestartPolicy, Supervised, describe_exit
 from cascade.traces.receiver import TraceReceiver
 from cascade.traces.store import (
     DEFAULT_MAX_AGE_SECONDS,
@@ -77,6 +80,8 @@ class RunOptions:
     bootstrap_servers: str | None = None
     nats_url: str | None = None
     console_port: int | None = 0  # None: no console; 0: a free port
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
 
 
 class Runner:
@@ -88,8 +93,7 @@ class Runner:
         self._print_lock = threading.Lock()
         self._stop = threading.Event()
         self._signals = 0
-        self._broker: Child | None = None
-        self._functions: list[Child] = []
+        self._processes: list[Supervised] = []  # the broker first, then the functions
         self._follower: threading.Thread | None = None
         self._spans: SpanStore | None = None
         self._receiver: TraceReceiver | None = None
@@ -142,7 +146,7 @@ class Runner:
         self._stop.set()
 
     def _children(self) -> list[Child]:
-        return [c for c in (self._broker, *self._functions) if c is not None]
+        return [p.child for p in self._processes if p.child is not None]
 
     def _run(self) -> int:
         plan = self.plan
@@ -205,12 +209,22 @@ class Runner:
             "--drain-seconds",
             f"{self.options.drain_seconds:g}",
             *broker_log_args(
-                self.options.log_kind, self.options.bootstrap_servers, self.options.nats_url
+                self.options.log_kind,
+                self.options.bootstrap_servers,
+                self.options.nats_url,
+                self.options.retention,
             ),
             *(["--oidc"] if plan.oidc else []),
         ]
-        self._broker = spawn(
-            "broker", broker_argv, env=base_env, cwd=self.options.cwd, log=logs / "broker.log"
+        self._processes.append(
+            Supervised(
+                "broker",
+                broker_argv,
+                env=base_env,
+                cwd=self.options.cwd,
+                log=logs / "broker.log",
+                health_url=f"{plan.broker_url}/-/health",
+            )
         )
         for fn in plan.functions:
             argv = [
@@ -226,9 +240,18 @@ class Runner:
             ]
             # CASCADE_DATA_DIR too, so a function can keep its own files in the run's folder.
             env = {**base_env, "CASCADE_DATA_DIR": str(plan.data_dir), **fn.env}
-            self._functions.append(
-                spawn(fn.name, argv, env=env, cwd=self.options.cwd, log=logs / f"{fn.name}.log")
+            self._processes.append(
+                Supervised(
+                    fn.name,
+                    argv,
+                    env=env,
+                    cwd=self.options.cwd,
+                    log=logs / f"{fn.name}.log",
+                    health_url=f"{fn.url}/health/readiness",
+                )
             )
+        for process in self._processes:
+            process.start()
         self._receiver.start()
         if self._console is not None:
             self._console.start()
@@ -245,12 +268,9 @@ class Runner:
 
     def _wait_ready(self) -> bool:
         """Poll every health endpoint until all answer 200; False on failure or a signal."""
-        plan = self.plan
-        probes: dict[str, tuple[Child, str]] = {}
-        assert self._broker is not None
-        probes["broker"] = (self._broker, f"{plan.broker_url}/-/health")
-        for fn, child in zip(plan.functions, self._functions, strict=True):
-            probes[fn.name] = (child, f"{fn.url}/health/readiness")
+        probes: dict[str, tuple[Child, str]] = {
+            p.name: (p.child, p.health_url) for p in self._processes if p.child is not None
+        }
         started = time.monotonic()
         deadline = started + self.options.startup_timeout
         next_report = started + 5.0
@@ -266,6 +286,7 @@ class Runner:
                     return False
                 if _answers_200(url):
                     del waiting[name]
+                    self._process(name).ready = True
                     self._progress(f"  ready  {name:<14} {time.monotonic() - started:5.1f} s")
             now = time.monotonic()
             if waiting and now >= deadline:
@@ -288,21 +309,56 @@ class Runner:
         self.say(f"error: {child.name} {what}; the last lines of {child.log}:", fg="red")
         self.say("    " + child.output_tail(20).replace("\n", "\n    "))
 
+    def _process(self, name: str) -> Supervised:
+        return next(p for p in self._processes if p.name == name)
+
     def _watch(self) -> int:
-        while not self._stop.wait(0.5):
-            for child in self._children():
+        """Restart every process that exits, with back-off, until SIGINT or SIGTERM."""
+        policy = self.options.restart
+        while not self._stop.wait(0.2):
+            for process in self._processes:
+                if self._stop.is_set():
+                    break
+                child = process.child
+                assert child is not None
+                if process.restart_at is not None:
+                    if process.due():
+                        self._restart(process)
+                    continue
                 code = child.process.poll()
                 if code is not None:
-                    self._child_failed(child, f"stopped unexpectedly (exit code {code})")
-                    self.say("stopping everything")
-                    return EXIT_FAILED
+                    ran = time.monotonic() - process.started_at
+                    delay = process.exited(policy)
+                    self.say(
+                        f"restart: {process.name} {describe_exit(code)} after {ran:.1f} s; "
+                        f"starting it again in {delay:g} s (see {shown_path(process.log)})",
+                        fg="yellow",
+                    )
+                    if code > 0:
+                        self.say("    " + child.output_tail(5).replace("\n", "\n    "))
+                elif not process.ready and _answers_200(process.health_url):
+                    process.ready = True
+                    self._progress(
+                        f"  ready  {process.name:<14} again, restart #{process.restarts} "
+                        f"({time.monotonic() - process.started_at:.1f} s)"
+                    )
         return EXIT_OK
+
+    def _restart(self, process: Supervised) -> None:
+        child = process.restart()
+        self.say(
+            f"restart: {process.name} started again (pid {child.pid}), "
+            f"restart #{process.restarts} of this run",
+            fg="yellow",
+        )
+        write_state(self.plan.data_dir, self._state())  # new PIDs for the other commands
 
     def _shutdown(self) -> None:
         if self._console is not None:
             self._console.close()  # a view only: first, so nothing is replayed while stopping
-        broker, functions = self._broker, self._functions
-        if broker is None and not functions:
+        broker = self._processes[0].child if self._processes else None
+        functions = [p.child for p in self._processes[1:] if p.child is not None]
+        if broker is None:
             if self._receiver is not None:
                 self._receiver.close()
             if self._spans is not None:
@@ -311,12 +367,11 @@ class Runner:
         if any(child.running() for child in self._children()):
             self._progress("stopping: the broker drains first, then the functions")
         started = time.monotonic()
-        if broker is not None:
-            broker.terminate()
-            if broker.wait(self.options.drain_seconds + 15.0) is None:
-                self.say(f"the broker did not stop in time; killing it (pid {broker.pid})")
-            broker.kill_group()
-            self._progress(f"  stopped  broker         {time.monotonic() - started:5.1f} s")
+        broker.terminate()
+        if broker.wait(self.options.drain_seconds + 15.0) is None:
+            self.say(f"the broker did not stop in time; killing it (pid {broker.pid})")
+        broker.kill_group()
+        self._progress(f"  stopped  broker         {time.monotonic() - started:5.1f} s")
         stop_all(functions, self.options.function_grace_seconds)
         if functions:
             self._progress(f"  stopped  functions      {time.monotonic() - started:5.1f} s")
@@ -332,6 +387,9 @@ class Runner:
             code = child.process.returncode
             if code not in (0, None) and self._signals < 2:
                 self._progress(f"  {child.name} exited with code {code} (see {child.log})")
+        restarted = [f"{p.name} {p.restarts}" for p in self._processes if p.restarts]
+        if restarted:
+            self.say(f"restarts during this run: {', '.join(restarted)}")
         self._progress(
             f"stopped; `cascade run` again resumes from {shown_path(self.plan.data_dir)}/"
         )
@@ -361,20 +419,28 @@ class Runner:
                 return
 
     def _state(self) -> RunState:
-        assert self._broker is not None
+        broker, *functions = self._processes
+
+        def described(process: Supervised) -> dict[str, Any]:
+            assert process.child is not None
+            return {
+                "pid": process.child.pid,
+                "log": str(process.log),
+                "restarts": process.restarts,
+            }
+
         return RunState(
             pid=os.getpid(),
             started_at=datetime.now(UTC).isoformat(timespec="seconds"),
             data_dir=str(self.plan.data_dir),
             broker={
                 "url": self.plan.broker_url,
-                "pid": self._broker.pid,
-                "log": str(self._broker.log),
+                **described(broker),
                 "ingress": dict(self.plan.ingress),
             },
             functions={
-                fn.name: {"url": fn.url, "pid": child.pid, "log": str(child.log)}
-                for fn, child in zip(self.plan.functions, self._functions, strict=True)
+                fn.name: {"url": fn.url, **described(process)}
+                for fn, process in zip(self.plan.functions, functions, strict=True)
             },
             traces={
                 "endpoint": self._receiver.endpoint if self._receiver else None,

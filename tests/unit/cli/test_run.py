@@ -12,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from cascade.broker.log.options import broker_log_args
+from cascade.broker.log.retention import RetentionPolicy
 from cascade.broker.topology import ManifestError
 from cascade.cli import main
 from cascade.runner.plan import PlanError, make_plan
@@ -175,6 +176,10 @@ def test_ports_beyond_65535_exit_2(tmp_path: Path) -> None:
         (["--log", "kafka"], "--log kafka needs --bootstrap-servers HOST:PORT"),
         (["--log", "nosuch"], "'nosuch' is not one of 'sqlite', 'memory', 'kafka'"),
         (["--bootstrap-servers", "127.0.0.1:9092"], "is for --log kafka, not --log sqlite"),
+        (["--restart-delay", "5", "--restart-max-delay", "1"], "below --restart-delay 5"),
+        (["--restart-delay", "-1"], "--restart-delay"),
+        (["--retention", "soon"], "'soon' is not a duration > 0 like 7d"),
+        (["--retention-bytes", "lots"], "'lots' is not a size like 1GiB"),
     ],
 )
 def test_bad_options_exit_2(args: list[str], message: str) -> None:
@@ -250,10 +255,23 @@ def test_run_and_broker_share_the_log_options() -> None:
         return [
             param.to_info_dict()
             for param in command.params
-            if param.name in ("log_kind", "bootstrap_servers")
+            if param.name
+            in (
+                "log_kind",
+                "bootstrap_servers",
+                "nats_url",
+                "retention",
+                "retention_bytes",
+                "retention_interval",
+            )
         ]
 
-    assert len(log_params(run_command)) == 2
+    assert len(log_params(run_command)) == 6
     assert log_params(run_command) == log_params(broker)
     assert broker_log_args("kafka", "h:1") == ["--log", "kafka", "--bootstrap-servers", "h:1"]
     assert broker_log_args("memory", None) == ["--log", "memory"]
+    policy = RetentionPolicy(max_age_seconds=3600.0, max_bytes=None)
+    assert broker_log_args("sqlite", None, retention=policy) == [
+        "--log", "sqlite", "--retention", "3600.0s", "--retention-bytes", "none",
+        "--retention-interval", "30.0",
+    ]  # fmt: skip
