@@ -54,7 +54,7 @@ RUN_ARGS = --manifests k8s/rendered/shop.yaml --functions-dir functions --data-d
 	--port $(PORT) --base-port $(BASE_PORT) --log $(LOG)
 
 .PHONY: run
-run: $(STAMP) ## Run the shop locally: broker :8080 (PORT), functions from :8081 (BASE_PORT), LOG=sqlite|memory|kafka|nats; Ctrl-C stops
+run: $(STAMP) ## Run the shop locally: web console :8079 (PORT - 1), broker :8080 (PORT), functions from :8081 (BASE_PORT), LOG=sqlite|memory|kafka|nats; Ctrl-C stops
 ifeq ($(LOG)$(BOOTSTRAP_SERVERS),kafka)
 	$(BIN)/python -m scripts.kafka_server $(BIN)/cascade run $(RUN_ARGS)
 else

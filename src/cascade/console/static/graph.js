@@ -7,7 +7,7 @@ import { el, svg, getJson, message, shortType, printable } from "./dom.js";
 const TRIGGER_X = 300, TRIGGER_W = 250, ROW_H = 46, ROW_GAP = 12, TOP = 30;
 const BROKER_X = 30, BROKER_W = 150;
 const FUNCTION_X = 900, FUNCTION_W = 170, FUNCTION_H = 54, WIDTH = 1180;
-const RATE_WINDOW_MS = 10000, POLL_MS = 2000, MAX_PULSES = 80;
+const RATE_WINDOW_MS = 10000, POLL_MS = 2000, MAX_PULSES = 80, FRESH_MS = 3000;
 
 export async function topologyView(view) {
   view.append(el("h1", {}, "Topology"), el("p", { class: "hint" }, "Drawn from the manifests. Each delivery edge shows deliveries per second (last 10 s), retries, failed deliveries (dead-lettered or dropped) and lag; a dot runs along an edge for every delivery as it happens."));
@@ -163,7 +163,8 @@ function draw(graph) {
       if (sink) sink.classList.toggle("used", row["dead-lettered"] > 0);
     },
     pulse(entry) {
-      if (pulses >= MAX_PULSES || document.hidden) return;
+      // The stream starts with the broker's recent backlog: only what just happened runs.
+      if (pulses >= MAX_PULSES || document.hidden || !(Date.now() - Date.parse(entry.time) < FRESH_MS)) return;
       const key = `${entry.namespace}/${entry.trigger}`;
       const path = paths.get((entry.outcome === "dead-lettered" ? "dead-letter:" : "deliver:") + key) || paths.get("deliver:" + key);
       if (!path) return;
