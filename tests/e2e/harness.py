@@ -227,9 +227,11 @@ class ShopRun:
         self.child_pids = [p for p in self.child_pids if _is_cascade(p)]
 
 
-def running_shop(base: Path) -> Iterator[ShopRun]:
-    """For a fixture: the shop started in ``base``; a clean stop is asserted, then it is killed."""
+def running_shop(base: Path, *args: str) -> Iterator[ShopRun]:
+    """For a fixture: the shop started in ``base`` (``args``: more `cascade run` options); a
+    clean stop is asserted, then it is killed."""
     run = ShopRun.in_dir(base)
+    run.args = args
     try:
         run.start()
         yield run

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import ShopRun, get_json, place_order, run_cli, wait_until
+from tests.e2e.harness import (
+    ShopRun,
+    get_json,
+    place_order,
+    run_cli,
+    running_shop,
+    wait_until,
+)
 from tests.http_call import call
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -24,14 +31,24 @@ EVENT = {
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShopRun]:
-    run = ShopRun.in_dir(tmp_path_factory.mktemp("oidc"))
-    run.args = ("--oidc",)
-    try:
-        run.start()
-        yield run
-        assert run.stop() == 0, run.output()
-    finally:
-        run.kill_all()
+    yield from running_shop(tmp_path_factory.mktemp("oidc"), "--oidc")
+
+
+def send_ping(shop: ShopRun, *options: str) -> tuple[int, str]:
+    result = run_cli(
+        "send",
+        "--data-dir",
+        str(shop.data_dir),
+        "--type",
+        "com.example.test.ping",
+        "--source",
+        "/cli",
+        "--data",
+        "{}",
+        "--oidc",
+        *options,
+    )
+    return result.returncode, result.stdout + result.stderr
 
 
 def refusals(url: str) -> float:
@@ -63,36 +80,12 @@ def test_a_forged_delivery_to_a_function_is_refused(shop: ShopRun) -> None:
 def test_the_broker_takes_events_only_from_identified_senders(shop: ShopRun) -> None:
     headers = {**EVENT, "ce-id": str(uuid.uuid4())}
     assert call("POST", shop.ingress, b"{}", headers).status == 401
-    sent = run_cli(
-        "send",
-        "--data-dir",
-        str(shop.data_dir),
-        "--type",
-        "com.example.test.ping",
-        "--source",
-        "/cli",
-        "--data",
-        "{}",
-        "--oidc",
-    )
-    assert sent.returncode == 0, sent.stderr
-    assert "202" in sent.stdout + sent.stderr
-    elsewhere = run_cli(
-        "send",
-        "--data-dir",
-        str(shop.data_dir),
-        "--type",
-        "com.example.test.ping",
-        "--source",
-        "/cli",
-        "--data",
-        "{}",
-        "--oidc",
-        "--as",
-        "system:serviceaccount:other:intruder",
-    )
-    assert elsewhere.returncode == 1
-    assert "403" in elsewhere.stdout + elsewhere.stderr
+    code, output = send_ping(shop)
+    assert code == 0, output
+    assert "202" in output
+    code, output = send_ping(shop, "--as", "system:serviceaccount:other:intruder")
+    assert code == 1
+    assert "403" in output
 
 
 def test_the_issuer_key_and_tokens_are_owner_only(shop: ShopRun) -> None:
