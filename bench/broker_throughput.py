@@ -7,14 +7,18 @@ Two subscribers, each measured against itself (same run, same load, rows interle
 Rows per subscriber (wrk, one binary CloudEvent per request, unique ``ce-id``):
   direct  wrk -> subscriber
   broker  wrk -> broker ingress /<ns>/<broker> -> sqlite log -> unordered Trigger -> subscriber
+  nats    the same broker on a NATS JetStream log (its own nats-server, file store)
+  kafka   the same broker on a Kafka-protocol log (Tansu, in memory), with --log kafka
   paced   the broker row under light load: the latency the hop adds without queueing
+The nats and kafka rows count the log server's CPU in its own column.
 The subscriber's own counts give delivered events/s (first send to last receipt) and delivery
 latency (send time carried in the ``benchsentus`` extension to receipt), and they prove zero
 loss: every event the ingress accepted with 202 arrives at least once.
 Target, per subscriber: broker delivered events/s >= 0.5x direct requests/s, zero loss. The
 Cascade subscriber's row is the headline.
 
-``python -m bench.broker_throughput [--subscriber cascade|aiohttp] [--quick] [--duration S]``
+``python -m bench.broker_throughput [--subscriber cascade|aiohttp] [--log nats|kafka]
+[--quick] [--duration S]`` (default: the sqlite and nats logs)
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from scripts.kafka_server import tansu_binary
+from scripts.nats_server import nats_server_binary
 
 from bench._cli import Options, build_parser, options_from
 from bench._deliveries import DELIVERY_DIR_ENV, DeliveryFiles
@@ -73,7 +80,16 @@ SUBSCRIBERS = {
     "cascade": SubscriberKind("cascade", "Cascade function (cascade serve)", 204),
     "aiohttp": SubscriberKind("aiohttp", "bare aiohttp, 1 process", 202),
 }
-ROW_KINDS = ("direct", "broker", "paced")
+# Rows of the broker on a server-backed log, besides the sqlite one ("broker"): what it runs on.
+SERVER_LOGS = {
+    "nats": "NATS JetStream, own nats-server, file store",
+    "kafka": "Kafka protocol, Tansu in memory",
+}
+DEFAULT_SERVER_LOGS = ("nats",)
+
+
+def row_kinds(server_logs: Sequence[str]) -> tuple[str, ...]:
+    return ("direct", "broker", *server_logs, "paced")
 
 
 def row_key(subscriber: str, kind: str) -> str:
@@ -86,7 +102,18 @@ def row_label(subscriber: str, kind: str) -> str:
         return f"{name}: direct (wrk -> subscriber)"
     if kind == "broker":
         return f"{name}: via cascade broker (sqlite, unordered)"
+    if kind in SERVER_LOGS:
+        return f"{name}: via cascade broker ({kind}, unordered)"
     return f"{name}: via broker, paced ({PACED_CONNECTIONS} conns x {PACE_MS} ms gaps)"
+
+
+def broker_name(subscriber: str, kind: str) -> str:
+    """The broker serving a row: the sqlite one for broker and paced rows."""
+    return f"{subscriber}-broker" + (f"-{kind}" if kind in SERVER_LOGS else "")
+
+
+def log_server_name(subscriber: str, kind: str) -> str:
+    return f"{subscriber}-{kind}-server"
 
 
 def manifests(subscriber_port: int) -> str:
@@ -217,28 +244,41 @@ class Setup:
 
     kind: SubscriberKind
     subscriber: Server
-    broker: Server
+    broker: Server  # on the sqlite log
     counter: DeliveryCounter
+    # Per server-backed log: the broker on it and the log's server.
+    server_brokers: Mapping[str, tuple[Server, Server]]
 
     @property
     def path(self) -> str:
         return f"/{NAMESPACE}/{BROKER}"
 
+    def broker_for(self, row_kind: str) -> Server:
+        if row_kind in self.server_brokers:
+            return self.server_brokers[row_kind][0]
+        return self.broker
+
     def url(self, row_kind: str) -> str:
         if row_kind == "direct":
             return f"http://127.0.0.1:{self.subscriber.port}/"
-        return f"http://127.0.0.1:{self.broker.port}{self.path}"
+        return f"http://127.0.0.1:{self.broker_for(row_kind).port}{self.path}"
 
     def servers(self, row_kind: str) -> list[Server]:
-        return [self.subscriber] if row_kind == "direct" else [self.broker, self.subscriber]
+        if row_kind == "direct":
+            return [self.subscriber]
+        if row_kind in self.server_brokers:
+            broker, log_server = self.server_brokers[row_kind]
+            return [broker, self.subscriber, log_server]
+        return [self.broker, self.subscriber]
 
 
 def _fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, list[str]]:
-    """The shared flags plus ``--subscriber`` (repeatable; default: both, Cascade first)."""
+def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, list[str], list[str]]:
+    """The shared flags plus ``--subscriber`` (repeatable; default: both, Cascade first) and
+    ``--log`` (repeatable server-backed logs beside sqlite; default: nats)."""
     parser = build_parser(NAME, __doc__.split("\n")[0] if __doc__ else NAME)
     parser.add_argument(
         "--subscriber",
@@ -247,27 +287,38 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Options, list[str]]:
         help="measure only this subscriber (repeatable): cascade, the headline (a Cascade "
         "function under cascade serve), or aiohttp (the bare ceiling); default: both",
     )
+    parser.add_argument(
+        "--log",
+        action="append",
+        choices=list(SERVER_LOGS),
+        help="also measure the broker on this server-backed log (repeatable): nats (its own "
+        "nats-server with JetStream) or kafka (Tansu); the sqlite row always runs; "
+        f"default: {', '.join(DEFAULT_SERVER_LOGS)}",
+    )
     args = parser.parse_args(argv)
     chosen = [s for s in SUBSCRIBERS if s in (args.subscriber or SUBSCRIBERS)]
+    logs = [log for log in SERVER_LOGS if log in (args.log or DEFAULT_SERVER_LOGS)]
     # A run of one subscriber writes its own file, not the one of the full comparison.
     name = NAME if len(chosen) == len(SUBSCRIBERS) else f"{NAME}.{chosen[0]}"
-    return options_from(args, name), chosen
+    return options_from(args, name), chosen, logs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options, subscribers = parse_args(argv)
+    options, subscribers, logs = parse_args(argv)
     try:
-        return _run(options, subscribers)
+        return _run(options, subscribers, logs)
     except BenchError as exc:
         print(f"\nERROR: {exc}", file=sys.stderr, flush=True)
         return 1
 
 
-def _run(options: Options, subscribers: list[str]) -> int:
+def _run(options: Options, subscribers: list[str], logs: list[str]) -> int:
     wrk = ensure_wrk()
     started = time.monotonic()
+    kinds = row_kinds(logs)
     progress(
-        f"==> {NAME}: subscribers {', '.join(subscribers)}; {options.runs} interleaved runs x "
+        f"==> {NAME}: subscribers {', '.join(subscribers)}; logs sqlite"
+        f"{''.join(', ' + log for log in logs)}; {options.runs} interleaved runs x "
         f"{options.duration_s:g}s per row, {options.connections} connections"
     )
     drain_timeout_s = max(30.0, 6 * options.duration_s)
@@ -287,7 +338,7 @@ def _run(options: Options, subscribers: list[str]) -> int:
             sink.wait_listening()
         setups: dict[str, Setup] = {}
         for key in subscribers:
-            setups[key] = _start(stack, SUBSCRIBERS[key], options, workdir, sink_port)
+            setups[key] = _start(stack, SUBSCRIBERS[key], options, workdir, sink_port, logs)
         for setup in setups.values():
             _check_paths(setup)
 
@@ -329,15 +380,15 @@ def _run(options: Options, subscribers: list[str]) -> int:
         if options.warmup_s > 0:
             for key in subscribers:
                 exported = _sink_requests(sink_port) if key == "cascade" else 0
-                for kind in ("direct", "broker"):
+                for kind in ("direct", "broker", *logs):
                     progress(f"--> warm-up {options.warmup_s:g}s: {row_key(key, kind)}")
                     one(row_key(key, kind), 0, options.warmup_s)
                 if key == "cascade":
                     _wait_for_export(sink_port, exported)
-        keys = [row_key(s, kind) for s in subscribers for kind in ROW_KINDS]
+        keys = [row_key(s, kind) for s in subscribers for kind in kinds]
         results = run_interleaved(keys, options.runs, one)
         malformed = sum(setup.counter.malformed for setup in setups.values())
-    return _report(options, subscribers, results, malformed, time.monotonic() - started)
+    return _report(options, subscribers, logs, results, malformed, time.monotonic() - started)
 
 
 def _start(
@@ -346,8 +397,9 @@ def _start(
     options: Options,
     workdir: Path,
     sink_port: int | None,
+    logs: Sequence[str],
 ) -> Setup:
-    """Start one subscriber and a broker whose only Trigger delivers to it."""
+    """Start one subscriber and the brokers (one per log) whose only Trigger delivers to it."""
     port = free_port()
     progress(f"--> starting the {kind.key} subscriber on 127.0.0.1:{port}")
     counter: DeliveryCounter
@@ -385,36 +437,71 @@ def _start(
 
     manifest = workdir / f"{kind.key}-broker.yaml"
     manifest.write_text(manifests(port))
-    broker_port = free_port()
-    progress(f"--> starting cascade broker on 127.0.0.1:{broker_port} (sqlite log) for it")
+    broker = _start_broker(stack, workdir, manifest, f"{kind.key}-broker", ["--log", "sqlite"])
+    server_brokers: dict[str, tuple[Server, Server]] = {}
+    for log in logs:
+        log_server, log_args = _start_log_server(stack, workdir, log_server_name(kind.key, log))
+        server_brokers[log] = (
+            _start_broker(stack, workdir, manifest, broker_name(kind.key, log), log_args),
+            log_server,
+        )
+    return Setup(kind, subscriber, broker, counter, server_brokers)
+
+
+def _start_broker(
+    stack: contextlib.ExitStack, workdir: Path, manifest: Path, name: str, log_args: list[str]
+) -> Server:
+    port = free_port()
+    progress(f"--> starting cascade broker {name} on 127.0.0.1:{port} ({' '.join(log_args)})")
     broker = stack.enter_context(
         Server(
-            f"{kind.key}-broker",
+            name,
             cascade_argv(
                 "broker",
                 "-f",
                 str(manifest),
                 "--port",
-                str(broker_port),
-                "--log",
-                "sqlite",
+                str(port),
                 "--data-dir",
-                str(workdir / f"{kind.key}-broker-data"),
+                str(workdir / f"{name}-data"),
+                *log_args,
             ),
-            port=broker_port,
+            port=port,
             log_dir=workdir,
         )
     )
     broker.wait_listening()
-    return Setup(kind, subscriber, broker, counter)
+    return broker
+
+
+def _start_log_server(
+    stack: contextlib.ExitStack, workdir: Path, name: str
+) -> tuple[Server, list[str]]:
+    """A fresh nats-server (JetStream, file store) or Tansu; the broker arguments reaching it."""
+    port = free_port()
+    if name.endswith("-nats-server"):
+        argv = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port)]
+        argv += ["-sd", str(workdir / f"{name}-store")]
+        log_args = ["--log", "nats", "--nats-url", f"nats://127.0.0.1:{port}"]
+    else:
+        url = f"tcp://127.0.0.1:{port}"
+        argv = [str(tansu_binary()), "broker", "--listener-url", url]
+        argv += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+        log_args = ["--log", "kafka", "--bootstrap-servers", f"127.0.0.1:{port}"]
+    progress(f"--> starting {name} on 127.0.0.1:{port}")
+    server = stack.enter_context(Server(name, argv, port=port, log_dir=workdir))
+    server.wait_listening()
+    return server, log_args
 
 
 def _check_paths(setup: Setup) -> None:
     """One event straight to the subscriber, one through the broker: answered and counted."""
-    for row_kind, port, path, status in (
-        ("direct", setup.subscriber.port, "/", setup.kind.direct_status),
-        ("broker", setup.broker.port, setup.path, 202),
-    ):
+    probes = [("direct", setup.subscriber.port, "/", setup.kind.direct_status)]
+    probes += [
+        (row_kind, setup.broker_for(row_kind).port, setup.path, 202)
+        for row_kind in ("broker", *setup.server_brokers)
+    ]
+    for row_kind, port, path, status in probes:
         run_id = fresh_run_id()
         got, _, body = post_event(port, path, DEFAULT_EVENT, ce_id=f"{run_id}-probe-1")
         where = f"{setup.kind.key} subscriber, {row_kind}"
@@ -451,6 +538,7 @@ def _cpu(med: Mapping[str, float], server: str) -> str:
 def _report(
     options: Options,
     subscribers: list[str],
+    logs: list[str],
     results: dict[str, list[Measurement]],
     malformed: int,
     elapsed: float,
@@ -459,7 +547,8 @@ def _report(
     lost = {key: sum(int(m.extra.get("lost", 0)) for m in ms) for key, ms in results.items()}
     phantom = {key: sum(int(m.extra.get("phantom", 0)) for m in ms) for key, ms in results.items()}
     errors = {key: sum(m.errors for m in ms) for key, ms in results.items()}
-    keys = [(s, kind, row_key(s, kind)) for s in subscribers for kind in ROW_KINDS]
+    kinds = row_kinds(logs)
+    keys = [(s, kind, row_key(s, kind)) for s in subscribers for kind in kinds]
 
     def vs_direct(subscriber: str, kind: str, key: str) -> str:
         direct = med[row_key(subscriber, "direct")]["requests_per_s"]
@@ -477,6 +566,7 @@ def _report(
             "delivery p50/p99 ms",
             "broker CPU µs/event",
             "subscriber CPU µs/event",
+            "log server CPU µs/event",
             "lost",
             "dup",
             "errors",
@@ -489,8 +579,9 @@ def _report(
                 vs_direct(s, kind, key),
                 f"{med[key]['p50_ms']:.2f} / {med[key]['p99_ms']:.2f}",
                 f"{med[key]['delivery_p50_ms']:.2f} / {med[key]['delivery_p99_ms']:.2f}",
-                _cpu(med[key], f"{s}-broker"),
+                _cpu(med[key], broker_name(s, kind)),
                 _cpu(med[key], f"{s}-subscriber"),
+                _cpu(med[key], log_server_name(s, kind)),
                 str(lost[key]),
                 str(sum(int(m.extra.get("duplicates", 0)) for m in results[key])),
                 str(errors[key] + phantom[key]),
@@ -510,6 +601,16 @@ def _report(
             )
         )
     for s in subscribers:
+        for log in logs:
+            # No target: how the server-backed log compares with sqlite in the same run.
+            ratios.append(
+                Ratio.of(
+                    f"{s} subscriber: {log} broker delivered events/s / sqlite broker",
+                    (row_key(s, log), med[row_key(s, log)]["delivered_per_s"]),
+                    (row_key(s, "broker"), med[row_key(s, "broker")]["delivered_per_s"]),
+                )
+            )
+    for s in subscribers:
         # What one event costs the broker, in units of what the subscriber spends on one
         # request it gets straight from wrk (CPU: steadier than req/s on shared cores).
         ratios.append(
@@ -522,7 +623,7 @@ def _report(
                 ),
             )
         )
-    lost_by_subscriber = {s: sum(lost[row_key(s, kind)] for kind in ROW_KINDS) for s in subscribers}
+    lost_by_subscriber = {s: sum(lost[row_key(s, kind)] for kind in kinds) for s in subscribers}
     total_lost = sum(lost.values())
     check_rows = [
         [q.name, f"{q.value:.2f}x", f">= {q.target:g}x" if q.target else "-", q.verdict]
@@ -550,6 +651,7 @@ def _report(
         "settings": {
             **header["settings"],
             "broker": {"log": "sqlite", "trigger": "unordered", "path": f"/{NAMESPACE}/{BROKER}"},
+            "server_logs": {log: SERVER_LOGS[log] for log in logs},
             "subscribers": {
                 "cascade": f"cascade serve {CASCADE_SUBSCRIBER}, gunicorn sync "
                 f"x{options.workers}, 1 thread, idempotency off, tracing exported",

@@ -360,12 +360,17 @@ class TestDeliveryFiles:
 
 class TestBrokerOptions:
     def test_both_subscribers_by_default_cascade_first(self) -> None:
-        options, subscribers = parse_args([])
+        options, subscribers, logs = parse_args([])
         assert subscribers == ["cascade", "aiohttp"]
+        assert logs == ["nats"]  # beside the sqlite row, which always runs
         assert options.out.name == "broker_throughput.json"
 
+    def test_server_logs_are_chosen_with_log(self) -> None:
+        assert parse_args(["--log", "kafka"])[2] == ["kafka"]
+        assert parse_args(["--log", "kafka", "--log", "nats"])[2] == ["nats", "kafka"]
+
     def test_one_subscriber_writes_its_own_results_file(self) -> None:
-        options, subscribers = parse_args(["--subscriber", "aiohttp", "--quick"])
+        options, subscribers, _ = parse_args(["--subscriber", "aiohttp", "--quick"])
         assert subscribers == ["aiohttp"]
         assert options.out.name == "broker_throughput.aiohttp.quick.json"
         assert parse_args(["--subscriber", "aiohttp", "--subscriber", "cascade"])[1] == [
