@@ -7,13 +7,16 @@
   default feature flags (the field masks of knative.dev/serving pkg/apis/serving, v1.20).
 - ``reference_problems``: every name one object refers to (Trigger subscriber, dead-letter sink,
   SinkBinding subject, Broker config, EventType reference, KafkaNodePool cluster, selectors)
-  exists in the same render.
+  exists in the same render; a channel-based Broker's channel template passes
+  ``nats_channel.channel_template_problems``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from tests.chart.nats_channel import channel_template_problems
 
 __all__ = ["knative_service_problems", "reference_problems", "restricted_problems"]
 
@@ -251,12 +254,18 @@ def reference_problems(docs: Sequence[Mapping[str, Any]]) -> list[str]:
                 problems.append(f"{label}: delivery.order annotation is {order!r}")
         elif kind == "Broker":
             annotations = doc["metadata"].get("annotations", {})
-            if annotations.get("eventing.knative.dev/broker.class") != "Kafka":
-                problems.append(f"{label}: eventing.knative.dev/broker.class must be Kafka")
+            broker_class = annotations.get("eventing.knative.dev/broker.class")
+            if broker_class not in ("Kafka", "MTChannelBasedBroker"):
+                problems.append(
+                    f"{label}: eventing.knative.dev/broker.class must be Kafka or"
+                    f" MTChannelBasedBroker, not {broker_class!r}"
+                )
             config = spec.get("config") or {}
             config_map = index.get(("ConfigMap.", config.get("name", "")))
             if config.get("kind") != "ConfigMap" or config_map is None:
                 problems.append(f"{label}: spec.config must name a ConfigMap of the render")
+            elif broker_class == "MTChannelBasedBroker":
+                problems += channel_template_problems(label, config_map.get("data") or {})
             else:
                 data = config_map.get("data") or {}
                 for key in (

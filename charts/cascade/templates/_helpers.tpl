@@ -110,7 +110,11 @@ that names the value to change.
 {{- fail (printf "deadLetterSink.function: %q is not a key of functions (have: %s)" . (keys $functions | sortAlpha | join ", ")) -}}
 {{- end -}}
 {{- end -}}
-{{- if and (not .Values.kafka.strimzi.enabled) (not .Values.kafka.bootstrapServers) -}}
+{{- if ne .Values.broker.class "Kafka" -}}
+{{- if or .Values.kafka.strimzi.enabled .Values.kafka.bootstrapServers -}}
+{{- fail (printf "kafka: set kafka.strimzi.enabled=false and no kafka.bootstrapServers with broker.class %s (its events live in NATS JetStream, not Kafka)" .Values.broker.class) -}}
+{{- end -}}
+{{- else if and (not .Values.kafka.strimzi.enabled) (not .Values.kafka.bootstrapServers) -}}
 {{- fail "kafka.bootstrapServers: required when kafka.strimzi.enabled is false (the Broker needs a Kafka)" -}}
 {{- end -}}
 {{- if and .Values.kafka.strimzi.enabled .Values.kafka.bootstrapServers -}}
