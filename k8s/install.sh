@@ -4,12 +4,17 @@
 #   Knative Serving + Kourier    functions as Knative Services; the ingress on the host's port 80
 #   Knative Eventing + Kafka     the Broker class Kafka (controller and data plane)
 #   Strimzi                      the operator that runs the chart's single-node KRaft Kafka
+#   (--broker nats instead: Knative's channel-based broker, eventing-natss's NatsJetStreamChannel
+#    (alpha upstream) and a NATS server with JetStream (namespace nats-io); no Kafka, no Strimzi)
 #   PostgreSQL                   the functions' state (namespace postgres)
 #   OTel Collector + Jaeger      traces (namespace observability)
 #   kube-prometheus-stack        Prometheus + Grafana (namespace monitoring)
 #
 # Usage: k8s/install.sh [--create-cluster] [--deploy] [--namespace NS] [--context CTX]
+#                       [--broker kafka|nats]
 #   --create-cluster  first create the kind cluster `cascade` from k8s/kind-config.yaml
+#   --broker          kafka (default) or nats; with nats the chart is installed with
+#                     -f charts/cascade/ci/nats-values.yaml (broker.class MTChannelBasedBroker)
 #   --deploy          then install the chart (release `cascade`, images already in the cluster),
 #                     give the Kafka broker its login, wait until Kafka, the KafkaUser, the
 #                     Broker, every Trigger, the SinkBinding and every Service are Ready, and run
@@ -32,17 +37,21 @@ CONTEXT="kind-$CLUSTER"
 NAMESPACE=default
 CREATE=false
 DEPLOY=false
+BROKER_KIND=kafka
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --create-cluster) CREATE=true ;;
         --deploy) DEPLOY=true ;;
         --namespace) NAMESPACE="${2:?--namespace needs a value}"; shift ;;
         --context) CONTEXT="${2:?--context needs a value}"; shift ;;
-        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+        --broker) BROKER_KIND="${2:?--broker needs kafka or nats}"; shift ;;
+        -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
+[[ "$BROKER_KIND" == kafka || "$BROKER_KIND" == nats ]] \
+    || { echo "install.sh: --broker must be kafka or nats, not '$BROKER_KIND'" >&2; exit 2; }
 
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
@@ -153,19 +162,39 @@ step "Knative Eventing $KNATIVE_EVENTING_VERSION"
 "${K[@]}" apply -f "$EVENTING/eventing-core.yaml"
 wait_ready knative-eventing
 
-KAFKA_BROKER="https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v$KNATIVE_KAFKA_BROKER_VERSION"
-step "Knative Kafka broker $KNATIVE_KAFKA_BROKER_VERSION (controller + data plane)"
-"${K[@]}" apply -f "$KAFKA_BROKER/eventing-kafka-controller.yaml"
-wait_ready knative-eventing
-"${K[@]}" apply -f "$KAFKA_BROKER/eventing-kafka-broker.yaml"
-wait_ready knative-eventing
+if [[ "$BROKER_KIND" == kafka ]]; then
+    KAFKA_BROKER="https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v$KNATIVE_KAFKA_BROKER_VERSION"
+    step "Knative Kafka broker $KNATIVE_KAFKA_BROKER_VERSION (controller + data plane)"
+    "${K[@]}" apply -f "$KAFKA_BROKER/eventing-kafka-controller.yaml"
+    wait_ready knative-eventing
+    "${K[@]}" apply -f "$KAFKA_BROKER/eventing-kafka-broker.yaml"
+    wait_ready knative-eventing
 
-# ------------------------------------------------------------------ Strimzi
+    # -------------------------------------------------------------- Strimzi
 
-step "Strimzi $STRIMZI_VERSION (runs the chart's Kafka $KAFKA_VERSION in any namespace)"
-"${H[@]}" upgrade --install strimzi oci://quay.io/strimzi-helm/strimzi-kafka-operator \
-    --version "$STRIMZI_VERSION" --namespace strimzi --create-namespace \
-    -f "$ROOT/k8s/strimzi-values.yaml" --wait --timeout 10m
+    step "Strimzi $STRIMZI_VERSION (runs the chart's Kafka $KAFKA_VERSION in any namespace)"
+    "${H[@]}" upgrade --install strimzi oci://quay.io/strimzi-helm/strimzi-kafka-operator \
+        --version "$STRIMZI_VERSION" --namespace strimzi --create-namespace \
+        -f "$ROOT/k8s/strimzi-values.yaml" --wait --timeout 10m
+else
+    # -------------------------------------------------------------- NATS JetStream channel
+    step "Knative's channel-based broker (MTChannelBasedBroker) $KNATIVE_EVENTING_VERSION"
+    "${K[@]}" apply -f "$EVENTING/mt-channel-broker.yaml"
+    wait_ready knative-eventing
+
+    step "NATS server with JetStream ($NATS_IMAGE, namespace nats-io)"
+    ensure_namespace nats-io
+    "${K[@]}" apply -f "$ROOT/k8s/nats.yaml"
+    "${K[@]}" -n nats-io rollout status statefulset/nats --timeout=600s
+
+    # The dispatcher reads its NATS address from config-nats (eventing-natss's config/broker).
+    NATSS="https://github.com/knative-extensions/eventing-natss"
+    step "eventing-natss $KNATIVE_NATSS_VERSION: NatsJetStreamChannel (alpha upstream)"
+    "${K[@]}" apply -f "https://raw.githubusercontent.com/knative-extensions/eventing-natss/knative-v$KNATIVE_NATSS_VERSION/config/broker/config-nats.yaml"
+    "${K[@]}" apply -f "$NATSS/releases/download/knative-v$KNATIVE_NATSS_VERSION/eventing-jsm.yaml"
+    "${K[@]}" wait --for=condition=Established crd/natsjetstreamchannels.messaging.knative.dev --timeout=120s
+    wait_ready knative-eventing
+fi
 
 # ------------------------------------------------------------------ PostgreSQL
 
@@ -197,9 +226,11 @@ for ns in knative-serving knative-eventing; do
         "tracing-sampling-rate": "1"}}'
 done
 # The Kafka broker's data plane reads config-observability only when it starts: restart it.
-"${K[@]}" -n knative-eventing rollout restart deployment/kafka-broker-receiver statefulset/kafka-broker-dispatcher
-"${K[@]}" -n knative-eventing rollout status deployment/kafka-broker-receiver --timeout=600s
-"${K[@]}" -n knative-eventing rollout status statefulset/kafka-broker-dispatcher --timeout=600s
+if [[ "$BROKER_KIND" == kafka ]]; then
+    "${K[@]}" -n knative-eventing rollout restart deployment/kafka-broker-receiver statefulset/kafka-broker-dispatcher
+    "${K[@]}" -n knative-eventing rollout status deployment/kafka-broker-receiver --timeout=600s
+    "${K[@]}" -n knative-eventing rollout status statefulset/kafka-broker-dispatcher --timeout=600s
+fi
 
 # ------------------------------------------------------------------ metrics: Prometheus + Grafana
 
@@ -229,7 +260,10 @@ ensure_secret "$NAMESPACE" cascade-postgres \
 if [[ "$DEPLOY" == true ]]; then
     RELEASE=cascade
     step "helm upgrade --install $RELEASE (namespace $NAMESPACE)"
-    "${H[@]}" upgrade --install "$RELEASE" "$ROOT/charts/cascade" -n "$NAMESPACE" --wait --timeout 10m
+    CHART_VALUES=()
+    [[ "$BROKER_KIND" == nats ]] && CHART_VALUES=(-f "$ROOT/charts/cascade/ci/nats-values.yaml")
+    "${H[@]}" upgrade --install "$RELEASE" "$ROOT/charts/cascade" -n "$NAMESPACE" "${CHART_VALUES[@]}" \
+        --wait --timeout 10m
     # helm --wait covers Deployments and Pods, not custom resources: wait on their conditions
     VALUES="$("${H[@]}" get values "$RELEASE" -n "$NAMESPACE" --all -o json)"
     value() { printf '%s' "$VALUES" | python3 -c "import json, sys; v = json.load(sys.stdin)
@@ -265,7 +299,7 @@ cat <<EOF
       for f in order inventory payment notification dead-letter; do
         docker build --build-arg FUNCTION=\$f -t cascade-\$f:0.1.0 . && kind load docker-image cascade-\$f:0.1.0 --name $CLUSTER
       done
-      k8s/install.sh --deploy --namespace $NAMESPACE   (installs the chart, waits until every
+      k8s/install.sh --deploy --namespace $NAMESPACE --broker $BROKER_KIND   (installs the chart, waits until every
                                 custom resource is Ready, then runs helm test)
 
     Order API   http://order.$NAMESPACE.127.0.0.1.sslip.io/orders

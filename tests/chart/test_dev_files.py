@@ -46,6 +46,7 @@ DEV_YAML = [
     ROOT / "k8s" / "kind-config.yaml",
     ROOT / "k8s" / "jaeger.yaml",
     ROOT / "k8s" / "postgres.yaml",
+    ROOT / "k8s" / "nats.yaml",
     ROOT / "k8s" / "strimzi-values.yaml",
     ROOT / "k8s" / "otel-collector-values.yaml",
     ROOT / "k8s" / "kube-prometheus-stack-values.yaml",
@@ -349,14 +350,14 @@ def test_the_manifests_install_sh_applies_pin_the_same_images() -> None:
     pins = versions()
     images = {
         container["image"]
-        for path in ("k8s/jaeger.yaml", "k8s/postgres.yaml")
+        for path in ("k8s/jaeger.yaml", "k8s/postgres.yaml", "k8s/nats.yaml")
         for _, spec in pod_specs(documents(_text(path)))
         for container in spec["containers"]
     }
-    assert images == {pins["JAEGER_IMAGE"], pins["POSTGRES_IMAGE"]}
+    assert images == {pins["JAEGER_IMAGE"], pins["POSTGRES_IMAGE"], pins["NATS_IMAGE"]}
 
 
-@pytest.mark.parametrize("path", ["k8s/jaeger.yaml", "k8s/postgres.yaml"])
+@pytest.mark.parametrize("path", ["k8s/jaeger.yaml", "k8s/postgres.yaml", "k8s/nats.yaml"])
 def test_install_manifests_are_valid_and_restricted(path: str) -> None:
     docs = documents(_text(path))
     for doc in docs:
