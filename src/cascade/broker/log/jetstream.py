@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
 import threading
 from collections.abc import Awaitable, Coroutine, Mapping, Sequence
@@ -311,7 +312,10 @@ class NatsLog(BrokerLog):
 
     async def _publish(self, partition: int, data: bytes, headers: dict[str, str]) -> int:
         """Store one message as the next offset of ``partition``; returns that offset."""
-        for _ in range(10):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        conflicts = 0
+        while loop.time() < deadline:
             tail = self._tails[partition] or await self._read_tail(partition)
             try:
                 ack = await self._js.publish(
@@ -327,7 +331,11 @@ class NatsLog(BrokerLog):
             except nats.js.errors.APIError as exc:
                 self._tails[partition] = None
                 if exc.err_code == _WRONG_LAST_SEQUENCE:
-                    continue  # another writer appended here: read its tail and try again
+                    # Another writer appended here: read its tail and try again, backing off a
+                    # little at random so two writers do not keep colliding.
+                    conflicts += 1
+                    await asyncio.sleep(random.uniform(0, 0.001 * min(conflicts, 20)))
+                    continue
                 raise
             except BaseException:
                 # Unknown whether it was stored: read the partition's tail before the next one.
@@ -335,7 +343,10 @@ class NatsLog(BrokerLog):
                 raise
             self._tails[partition] = _Tail(ack.seq, tail.next_offset + 1)
             return tail.next_offset
-        raise LogError(f"NATS stream {self.stream}: partition {partition} kept moving under us")
+        raise LogError(
+            f"NATS stream {self.stream}: partition {partition} kept moving under us"
+            f" ({conflicts} conflicting appends of other writers in {self._timeout:g}s)"
+        )
 
     async def _read_tail(self, partition: int) -> _Tail:
         try:
