@@ -116,6 +116,8 @@ def test_follow_an_order_and_replay_its_dead_letter_from_the_browser(
 
         # 6. Replay it from its page: a dry run first, then the confirmation.
         page.goto(f"{console}/dead-letters")
+        listed = page.locator(f"#dead-letter-table tr[data-id='{dead[0]['id']}']")
+        expect(listed.locator("td").nth(4)).to_have_text("payment")  # failed at, by name
         page.click(f"#dead-letter-table tr[data-id='{dead[0]['id']}'] a")
         page.wait_for_url(f"**/dead-letters/{dead[0]['id']}")
         expect(page.locator("dl.facts")).to_contain_text("503")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from cascade.commands._tracing import cli_tracer
 from cascade.commands.dlq import DlqContext, DlqError, _replay, decode_error_data
+from cascade.console.topology import function_at
 
 __all__ = ["MAX_REPLAYS", "DeadLetters", "DlqError", "ReplayAnswer"]
 
@@ -36,10 +38,27 @@ class ReplayAnswer:
 class DeadLetters:
     """Blocking calls (run them in a thread) to the dead-letter function at ``url``."""
 
-    def __init__(self, url: str, ingress: str, data_dir: Path, secret: str, timeout: float = 30.0):
+    def __init__(
+        self,
+        url: str,
+        ingress: str,
+        data_dir: Path,
+        secret: str,
+        *,
+        functions: Mapping[str, str],
+        timeout: float = 30.0,
+    ) -> None:
         self.context = DlqContext(url, data_dir, timeout)
         self.ingress = ingress
+        self.functions = functions  # name -> URL: "failed at" by name
         self._secret = secret.encode()
+
+    def _named(self, entry: dict[str, Any]) -> dict[str, Any]:
+        dest = entry.get("dest")
+        entry["dest_function"] = function_at(
+            dest if isinstance(dest, str) else None, self.functions
+        )
+        return entry
 
     def list(self, order_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         path = f"/dead-letters?limit={min(limit, MAX_LIST)}"
@@ -49,7 +68,7 @@ class DeadLetters:
             path += f"&order_id={quote(order_id, safe='')}"
         document = self.context.get(path)
         entries = document.get("dead_letters") if isinstance(document, dict) else None
-        return [e for e in entries or [] if isinstance(e, dict)]
+        return [self._named(e) for e in entries or [] if isinstance(e, dict)]
 
     def show(self, dead_letter_id: int) -> dict[str, Any]:
         detail = self.context.get(f"/dead-letters/{dead_letter_id}")
@@ -58,7 +77,7 @@ class DeadLetters:
         error = detail.get("error_data")
         if isinstance(error, dict) and isinstance(error.get("base64"), str):
             detail["error_text"] = decode_error_data(error["base64"])
-        return detail
+        return self._named(detail)
 
     def confirmation(self, dead_letter_id: int, replay_count: int) -> str:
         message = f"{dead_letter_id}:{replay_count}".encode()

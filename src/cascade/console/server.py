@@ -57,7 +57,17 @@ class ConsoleServer:
         self.host = host
         self.token = token or new_token()
         dead_letters = (
-            DeadLetters(dead_letter_url, ingress, data_dir, self.token)
+            DeadLetters(
+                dead_letter_url,
+                ingress,
+                data_dir,
+                self.token,
+                functions={
+                    str(node["label"]): str(node["url"])
+                    for node in graph.get("nodes", ())
+                    if node.get("kind") == "function"
+                },
+            )
             if dead_letter_url is not None and ingress is not None
             else None
         )

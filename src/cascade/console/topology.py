@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cascade.broker.topology import TriggerConfig
 from cascade.runner.plan import RunPlan
 
-__all__ = ["OUTCOME_COUNTERS", "graph_of", "stats_from_metrics"]
+__all__ = ["OUTCOME_COUNTERS", "function_at", "graph_of", "stats_from_metrics"]
 
 OUTCOME_COUNTERS: Final = ("delivered", "retried", "dead-lettered", "dropped")
 _DELIVERIES: Final = "cascade_broker_deliveries"
@@ -37,7 +37,8 @@ def _filter_text(trigger: TriggerConfig) -> str:
     return str(trigger.filter_spec)
 
 
-def _function_of(url: str | None, functions: Mapping[str, str]) -> str | None:
+def function_at(url: str | None, functions: Mapping[str, str]) -> str | None:
+    """The name of the function (name → base URL) serving ``url``, if one does."""
     if not url:
         return None
     for name, base in functions.items():
@@ -119,7 +120,7 @@ def graph_of(plan: RunPlan) -> dict[str, Any]:
                 "to": f"trigger:{key}",
             }
         )
-        subscriber = _function_of(trigger.subscriber, functions)
+        subscriber = function_at(trigger.subscriber, functions)
         edges.append(
             {
                 "id": f"deliver:{key}",
@@ -130,7 +131,7 @@ def graph_of(plan: RunPlan) -> dict[str, Any]:
                 "trigger": key,
             }
         )
-        sink = _function_of(trigger.delivery.dead_letter_sink, functions)
+        sink = function_at(trigger.delivery.dead_letter_sink, functions)
         if sink is not None:
             edges.append(
                 {

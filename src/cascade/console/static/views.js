@@ -228,7 +228,7 @@ function deadLetterTable(entries) {
           el("td", { title: entry.type }, shortType(entry.type)),
           el("td", { title: entry.order_id }, entry.order_id ? el("a", { href: chainHref(entry.order_id) }, shortId(entry.order_id)) : "-"),
           el("td", {}, entry.error_code || "-"),
-          el("td", {}, entry.dest || "-"),
+          el("td", { title: entry.dest }, entry.dest_function || entry.dest || "-"),
           el("td", { class: "num" }, entry.replay_count ?? 0),
           el("td", {}, entry.order_state || "-"),
           el("td", {}, entry.reason || "-"),
@@ -271,7 +271,7 @@ function renderDeadLetter(detail) {
   const facts = [
     ["type", detail.type],
     ["order", detail.order_id ? el("a", { href: chainHref(detail.order_id) }, detail.order_id) : "-"],
-    ["failed at", detail.dest || "(unknown: no knativeerrordest)"],
+    ["failed at", detail.dest ? (detail.dest_function ? `${detail.dest} (${detail.dest_function})` : detail.dest) : "(unknown: no knativeerrordest)"],
     ["error code", detail.error_code || "(no HTTP answer)"],
     ["reason", detail.reason || "-"],
     ["received", `${detail.time} (${detail.arrivals ?? 1} time(s), last ${detail.last_time})`],
