@@ -92,6 +92,7 @@ class Upstreams(ClosesOnExit):
     metrics: str = ""
     replays_received: list[bytes] = field(default_factory=list)
     hold_streams_seconds: float = 0.5
+    follow_queries: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         fake = self
@@ -104,8 +105,11 @@ class Upstreams(ClosesOnExit):
                 parts = urlsplit(self.path)
                 query = parse_qs(parts.query)
                 if parts.path == "/-/activity":
-                    lines = b"".join(json.dumps(e).encode() + b"\n" for e in fake.activity)
+                    after = int(query.get("after", ["0"])[0])
+                    fresh = [e for e in fake.activity if e["seq"] > after]
+                    lines = b"".join(json.dumps(e).encode() + b"\n" for e in fresh)
                     if "follow" in query:
+                        fake.follow_queries.append(parts.query)
                         self._stream(lines)
                     else:
                         self._answer(200, lines, "application/x-ndjson")

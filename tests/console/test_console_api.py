@@ -332,6 +332,30 @@ def test_the_stream_relays_deliveries_as_server_sent_events(console: ConsoleServ
     assert b"id: 2\n" in received
 
 
+@pytest.mark.parametrize(
+    ("last_event_id", "query"),
+    [("1", "follow=1&after=1"), ("x", "follow=1&limit=200"), ("9" * 40, "follow=1&limit=200")],
+)
+def test_the_stream_resumes_after_the_last_event_id(
+    console: ConsoleServer, upstreams: Upstreams, last_event_id: str, query: str
+) -> None:
+    with socket.create_connection(("127.0.0.1", console.port), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"GET /api/deliveries/stream HTTP/1.1\r\nHost: 127.0.0.1:{console.port}\r\n"
+                f"Last-Event-ID: {last_event_id}\r\n\r\n"
+            ).encode()
+        )
+        received = b""
+        while b"event: delivery" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert upstreams.follow_queries == [query]
+    first = next(line for line in received.split(b"\n") if line.startswith(b"id: "))
+    assert first == (b"id: 2" if last_event_id == "1" else b"id: 1")
+
+
 def test_live_streams_are_bounded(console: ConsoleServer, upstreams: Upstreams) -> None:
     upstreams.hold_streams_seconds = 20
     request = f"GET /api/deliveries/stream HTTP/1.1\r\nHost: 127.0.0.1:{console.port}\r\n\r\n"

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from cascade.console.server import ConsoleServer
-from tests.console.fakes import HOSTILE_KEY, HOSTILE_TYPE, TRACE_ID
+from tests.console.fakes import HOSTILE_KEY, HOSTILE_TYPE, TRACE_ID, Upstreams, activity_entry
 
 
 @pytest.fixture
@@ -70,6 +70,27 @@ def test_live_filters_and_pause(page: Any, console: ConsoleServer) -> None:
     page.fill("input[name=trigger]", "no-such-trigger")
     assert page.locator("#deliveries tr").count() == 0
     assert_nothing_ran(page)
+
+
+def test_the_live_list_pauses_while_scrolled_up(
+    page: Any, console: ConsoleServer, upstreams: Upstreams
+) -> None:
+    upstreams.activity = [activity_entry(seq, outcome="delivered") for seq in range(1, 81)]
+    page.goto(f"{console.url}/live")
+    expect(page.locator("#deliveries tr")).to_have_count(80)
+    feed = page.locator("#feed")
+    assert feed.evaluate("node => node.scrollHeight > node.clientHeight")
+    feed.evaluate("node => { node.scrollTop = 0; }")
+    expect(page.locator("#resume")).to_be_visible()
+    upstreams.activity += [activity_entry(seq, outcome="retried") for seq in range(81, 84)]
+    # The stream reconnects (the fake broker ends it) and brings the three new ones: held back.
+    expect(page.locator("#resume")).to_have_text("Paused: 3 new — resume", timeout=15_000)
+    assert page.locator("#deliveries tr").count() == 80
+    assert feed.evaluate("node => node.scrollTop") == 0  # nothing moved under the reader
+    page.click("#resume")
+    expect(page.locator("#deliveries tr")).to_have_count(83)
+    expect(page.locator("#resume")).to_be_hidden()
+    assert "retried #1" in page.locator("#deliveries tr").last.inner_text()
 
 
 def test_a_chain_page_shows_events_dead_letters_and_the_waterfall(
