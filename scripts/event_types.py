@@ -1,4 +1,4 @@
-"""Generate the chart's ``eventTypes:`` values from the shop's event contracts.
+"""Generate the chart's ``eventTypes:`` values from the shop's event catalog (cascade.catalog).
 
 One entry per type of ``functions.shop.events.SHOP_EVENTS``, in saga order: the type, the
 ``source`` of its producer (``/<function>``, the runtime's default CloudEvents source of replies
@@ -33,34 +33,28 @@ KEYED_BY_ORDER: tuple[dict[str, object], ...] = (
 
 
 def event_types(root: Path = ROOT) -> list[dict[str, object]]:
-    """``[{type, source, description}]`` for every shop event, producers read from the code."""
+    """``[{type, source, description, attributes}]`` for every shop event, from
+    :func:`cascade.catalog.build_catalog` (what ``cascade catalog`` reads)."""
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    from cascade.events import bound_type
-    from cascade.loader import load_module
+    from cascade.catalog import build_catalog
     from functions.shop.events import SHOP_EVENTS
 
-    producers: dict[str, list[str]] = {}  # type -> sources of the functions producing it
-    for folder in sorted(p.parent for p in (root / "functions").glob("*/func.py")):
-        module = load_module(folder)
-        name = module.fn.source or f"/{module.fn.name}"
-        published = {bound_type(model) for model in getattr(module, "PUBLISHES", ())}
-        for event_type in sorted(set(module.fn.produces()) | published):
-            producers.setdefault(event_type, []).append(name)
+    catalog = build_catalog(root / "functions")
     entries = []
-    for model in SHOP_EVENTS:
-        event_type = bound_type(model)
-        names = producers.get(event_type, [])
-        if len(names) != 1:
+    for entry in catalog.ordered(SHOP_EVENTS):
+        sources = {p.function: p.source for p in entry.producers}
+        if len(sources) != 1:
+            names = sorted(sources.values())
             raise SystemExit(
-                f"{event_type}: expected one producing function, found {names or 'none'}"
+                f"{entry.type}: expected one producing function, found {names or 'none'}"
             )
-        summary = " ".join((model.__doc__ or "").split()).replace("``", "`")
+        [source] = sources.values()
         entries.append(
             {
-                "type": event_type,
-                "source": names[0],
-                "description": f"{summary} Produced by {names[0].lstrip('/')}.".strip(),
+                "type": entry.type,
+                "source": source,
+                "description": f"{entry.summary} Produced by {source.lstrip('/')}.".strip(),
                 "attributes": list(KEYED_BY_ORDER),
             }
         )

@@ -16,6 +16,7 @@ def main() -> None:
 def _register() -> None:
     # Subcommands live beside the code they drive; importing here keeps `cascade --help` complete.
     from cascade.broker.command import broker
+    from cascade.catalog.command import catalog
     from cascade.commands.dlq import dlq
     from cascade.commands.send import send
     from cascade.commands.tail import tail
@@ -30,6 +31,7 @@ def _register() -> None:
     main.add_command(tail)
     main.add_command(dlq)
     main.add_command(trace)
+    main.add_command(catalog)
 
 
 _register()

@@ -24,6 +24,7 @@ from typing import Final
 
 from cascade.function import Function
 from cascade.loader import FunctionNotFound, find_function, load_module
+from cascade.terminal import printable
 
 __all__ = ["DiscoveredFunction", "DiscoveryError", "discover", "function_folders"]
 
@@ -77,24 +78,22 @@ def discover(functions_dir: str | Path) -> list[DiscoveredFunction]:
         file = folder / "func.py"
         try:
             module = load_module(folder)
-        except Exception as exc:  # the author's code: any error, reported with its file
+        except (Exception, SystemExit) as exc:  # the author's code, reported with its file
             raise DiscoveryError(
                 f"{_shown(file)}: importing it failed: {type(exc).__name__}: {_oneline(exc)}"
             ) from exc
         try:
             function = find_function(module)
         except FunctionNotFound as exc:
-            raise DiscoveryError(str(exc)) from exc
+            raise DiscoveryError(printable(str(exc))) from exc
         discovered.append(DiscoveredFunction(folder.name, folder, module, function))
     return discovered
 
 
 def _shown(path: Path) -> str:
-    # repr() for names with control characters, so a hostile name cannot rewrite the terminal.
-    text = str(path)
-    return text if text.isprintable() else repr(text)
+    # Escaped, so a hostile folder name cannot drive the terminal that shows the error.
+    return printable(str(path))
 
 
 def _oneline(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if text.isprintable() else repr(text)
+    return printable(" ".join(str(exc).split()))

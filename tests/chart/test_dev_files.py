@@ -38,8 +38,8 @@ from tests.chart.support import (
     render,
     versions,
 )
+from tests.shop import FUNCTIONS
 
-FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/func.py"))
 YAMLLINT = YamlLintConfig(file=str(Path(__file__).with_name("yamllint.yaml")))
 DEV_YAML = [
     ROOT / "skaffold.yaml",

@@ -24,7 +24,7 @@ from cascade.settings import Settings
 from cascade.testing import FunctionClient
 from functions.shop import samples
 from tests.chart.support import CHART, ROOT, documents, helm, of_kind
-from tests.functions.conftest import load
+from tests.shop import load
 from tests.unit.runtime.sink import Sink
 
 RENDERED = ROOT / "k8s" / "rendered" / "shop.yaml"

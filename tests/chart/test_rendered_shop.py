@@ -13,9 +13,9 @@ from scripts import render_chart
 from cascade.broker.topology import Topology, load_topology
 from functions.shop.events import SHOP_EVENTS
 from tests.chart.support import ROOT, documents, named, of_kind, seconds
+from tests.shop import FUNCTIONS
 
 RENDERED = ROOT / "k8s" / "rendered" / "shop.yaml"
-FUNCTIONS = ("order", "inventory", "payment", "notification", "dead-letter")
 URLS = {("default", name): f"http://127.0.0.1:{9300 + i}" for i, name in enumerate(FUNCTIONS)}
 
 

@@ -5,28 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import unquote
 
 import orjson
 import pytest
 
-from cascade.loader import load_module
 from cascade.settings import Settings
 from cascade.testing import EventResult, FunctionClient
 from tests.integration.postgres import throwaway_schema
+from tests.shop import load
 from tests.unit.runtime.sink import Sink
 
-ROOT = Path(__file__).resolve().parents[2]
-FUNCTIONS = ("order", "inventory", "payment", "notification", "dead-letter")
-
 ClientFactory = Callable[..., FunctionClient]
-
-
-def load(name: str) -> ModuleType:
-    """functions/<name>/func.py, imported the way ``cascade serve`` does (same module each time)."""
-    return load_module(ROOT / "functions" / name)
 
 
 def body(result: EventResult) -> Any:

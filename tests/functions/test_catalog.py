@@ -7,7 +7,7 @@ import sys
 
 from functions.shop.catalog import render
 from functions.shop.events import SHOP_EVENTS
-from tests.functions.conftest import ROOT
+from tests.shop import ROOT
 
 CATALOG = ROOT / "docs" / "events.md"
 

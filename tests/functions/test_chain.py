@@ -13,7 +13,8 @@ import pytest
 
 from cascade.codec import binary_headers
 from cascade.testing import Chain
-from tests.functions.conftest import ROOT, body, load
+from tests.functions.conftest import body
+from tests.shop import ROOT, load
 
 SEED: dict[str, int] = dict(load("inventory").SEED)
 MANIFEST = ROOT / "k8s" / "rendered" / "shop.yaml"

@@ -14,7 +14,8 @@ from cascade.codec import binary_headers
 from cascade.events import bound_type
 from cascade.testing import FunctionClient
 from functions.shop import samples
-from tests.functions.conftest import ClientFactory, body, load
+from tests.functions.conftest import ClientFactory, body
+from tests.shop import load
 
 SEED: dict[str, int] = dict(load("inventory").SEED)
 

@@ -12,7 +12,7 @@ from cascade.events import registry
 from functions.shop import samples
 from functions.shop.events import SHOP_EVENTS, LineItem, OrderCreated, keyed
 from functions.shop.prices import PRICES, UnknownPrice, amount_cents
-from tests.functions.conftest import load
+from tests.shop import load
 
 
 def test_every_type_is_reverse_dns_and_registered() -> None:

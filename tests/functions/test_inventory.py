@@ -25,7 +25,8 @@ from functions.shop.events import (
     OrderCreated,
     Shortage,
 )
-from tests.functions.conftest import ROOT, ClientFactory, body, load
+from tests.functions.conftest import ClientFactory, body
+from tests.shop import ROOT, load
 
 inventory = load("inventory")
 SEED: dict[str, int] = dict(inventory.SEED)

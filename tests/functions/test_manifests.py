@@ -14,7 +14,7 @@ from cascade.broker.topology import Topology, load_topology
 from cascade.events import bound_type
 from functions.payment.faults import Faults
 from functions.shop.events import SHOP_EVENTS
-from tests.functions.conftest import FUNCTIONS, ROOT, load
+from tests.shop import FUNCTIONS, ROOT, load
 
 MANIFEST = ROOT / "k8s" / "rendered" / "shop.yaml"
 URLS = {("default", name): f"http://127.0.0.1:{9100 + i}" for i, name in enumerate(FUNCTIONS)}

@@ -18,7 +18,8 @@ from functions.order.models import OutboxEvent
 from functions.order.outbox import OutboxRelay
 from functions.shop import samples
 from functions.shop.events import OrderCancelled, OrderConfirmed, OrderCreated
-from tests.functions.conftest import ClientFactory, body, load, sink_events
+from tests.functions.conftest import ClientFactory, body, sink_events
+from tests.shop import load
 from tests.unit.runtime.sink import Sink
 
 order = load("order")

@@ -14,7 +14,8 @@ from functions.payment.gateway import GatewayRules
 from functions.shop import samples
 from functions.shop.events import Customer, PaymentAuthorized, PaymentDeclined
 from functions.shop.prices import PRICES
-from tests.functions.conftest import ClientFactory, body, load
+from tests.functions.conftest import ClientFactory, body
+from tests.shop import load
 
 payment = load("payment")
 BLOCKED = Customer(id="cust-blocked", email="blocked@example.com")

@@ -24,9 +24,9 @@ from tests.e2e.harness import (
     wait_until,
 )
 from tests.observability.trace_shape import Faults, Routes
+from tests.shop import FUNCTIONS
 from tests.unit.telemetry.otlp_collector import Collector
 
-FUNCTIONS = ("order", "inventory", "payment", "notification", "dead-letter")
 PAYMENT_TRIGGER = "payment-inventory-reserved"
 
 

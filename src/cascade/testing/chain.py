@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import random
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from cascade.broker.dispatch.delivery import HttpResponse, TransportError
-from cascade.broker.dispatch.egress import EgressConfig, TriggerEgress
+from cascade.broker.dispatch.egress import EgressConfig, Publish, TriggerEgress
 from cascade.broker.dispatch.sender import AttemptTarget, delivery_headers
 from cascade.broker.event import Record, StoredEvent
 from cascade.broker.http.event import event_from_http, event_size
@@ -71,7 +72,7 @@ from cascade.settings import Settings
 from cascade.testing import EventResult, FunctionClient
 from cascade.testing.messages import Message
 
-__all__ = ["Chain", "ChainError", "Delivery"]
+__all__ = ["Chain", "ChainError", "Delivery", "manifest_namespaces"]
 
 INGRESS_HOST: Final = "kafka-broker-ingress.knative-eventing.svc.cluster.local"
 DEFAULT_MAX_RECORDS: Final = 10_000
@@ -160,6 +161,7 @@ class Chain(ClosesOnExit):
         self._tmp = tempfile.TemporaryDirectory(prefix="cascade-chain-")
         self._runner = asyncio.Runner()
         self._jobs: list[_Job] = []
+        self._lock = threading.Lock()
         self._deliveries: list[Delivery] = []
         self._stored: list[Message] = []
         self._backoff = 0.0  # the wait recorded for the next attempt
@@ -189,7 +191,7 @@ class Chain(ClosesOnExit):
         broker: str | None,
     ) -> None:
         found = discover(functions_dir)
-        namespaces = _namespaces(manifests)
+        namespaces = manifest_namespaces(manifests)
         urls = {(ns, f.name): _service_url(f.name, ns) for ns in namespaces for f in found}
         self.topology: Topology = load_topology([Path(m) for m in manifests], service_urls=urls)
         if not self.topology.brokers:
@@ -292,24 +294,27 @@ class Chain(ClosesOnExit):
             extensions=extensions,
             event_id=event_id,
         )
-        answer = self.post(self.ingress_url(), binary_headers(attributes), event.to_json_bytes())
-        if answer.status != 202:
+        answer, stored = self._ingress(
+            self.ingress_url(), binary_headers(attributes), event.to_json_bytes()
+        )
+        if stored is None:
             raise ChainError(f"the ingress refused the event: HTTP {answer.status} {answer.body!r}")
-        return self._stored[-1]
+        return stored
 
     def run_until_idle(self) -> int:
         """Deliver until no record is left for any Trigger; returns the records processed.
 
         Raises ChainError past ``max_records`` (a reply loop: Kafka has no loop guard)."""
         processed = 0
-        while self._jobs:
+        while (job := self._next_job()) is not None:
             if processed >= self.max_records:
-                pending = sorted({job.trigger.config.name for job in self._jobs})
+                with self._lock:
+                    self._jobs.insert(0, job)
+                    pending = sorted({job.trigger.config.name for job in self._jobs})
                 raise ChainError(
                     f"still busy after {processed} records (max_records): a reply loop? "
                     f"pending for {', '.join(pending)}"
                 )
-            job = self._next_job()
             self._runner.run(job.trigger.egress.process(job.record))
             processed += 1
         return processed
@@ -363,21 +368,25 @@ class Chain(ClosesOnExit):
     def post(self, url: str, headers: Mapping[str, str], body: bytes) -> SinkAnswer:
         """The Broker ingress (§1.2): 404 for an unknown path, 400 for a non-CloudEvent, 503
         over the size limit, else 202 once stored."""
+        return self._ingress(url, headers, body)[0]
+
+    def _ingress(
+        self, url: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[SinkAnswer, Message | None]:
         parts = urlsplit(url)
         path = parts.path[:-1] if parts.path.endswith("/") else parts.path
         namespace, _, name = path.lstrip("/").partition("/")
         key = (namespace, name)
         if parts.netloc != INGRESS_HOST or key not in self._logs:
-            return SinkAnswer(404, {}, f"no broker at {url}".encode())
+            return SinkAnswer(404, {}, f"no broker at {url}".encode()), None
         try:
             event = event_from_http(headers, body)
         except InvalidEvent as exc:
-            return SinkAnswer(400, {}, str(exc).encode())
+            return SinkAnswer(400, {}, str(exc).encode()), None
         size = event_size(event)
         if size > self._broker_settings.max_event_bytes:
-            return SinkAnswer(503, {}, f"event of {size} bytes is over the limit".encode())
-        self._store(key, event)
-        return SinkAnswer(202, {}, b"")
+            return SinkAnswer(503, {}, f"event of {size} bytes is over the limit".encode()), None
+        return SinkAnswer(202, {}, b""), self._store(key, event)
 
     # ------------------------------------------------------------------ the egress's sender
 
@@ -424,20 +433,28 @@ class Chain(ClosesOnExit):
     async def _record_backoff(self, seconds: float) -> None:
         self._backoff = seconds
 
-    def _storer(self, key: tuple[str, str]) -> Any:
+    def _storer(self, key: tuple[str, str]) -> Publish:
         async def store(event: StoredEvent, headers: Mapping[str, str]) -> None:
             self._store(key, event)
 
         return store
 
-    def _store(self, key: tuple[str, str], event: StoredEvent) -> None:
-        partition, offset = self._logs[key].append(event)
-        [record] = self._logs[key].read(partition, offset, 1)
-        self._stored.append(Message.from_stored(record.event, partition, offset))
-        for trigger in self._triggers.get(key, ()):
-            self._jobs.append(_Job(trigger, record))
+    def _store(self, key: tuple[str, str], event: StoredEvent) -> Message:
+        # Under the lock: a function's publisher may post from a thread of its own.
+        with self._lock:
+            partition, offset = self._logs[key].append(event)
+            [record] = self._logs[key].read(partition, offset, 1)
+            message = Message.from_stored(record.event, partition, offset)
+            self._stored.append(message)
+            for trigger in self._triggers.get(key, ()):
+                self._jobs.append(_Job(trigger, record))
+        return message
 
-    def _next_job(self) -> _Job:
+    def _next_job(self) -> _Job | None:
+        with self._lock:
+            return self._pick_job() if self._jobs else None
+
+    def _pick_job(self) -> _Job:
         if self._random is None:
             return self._jobs.pop(0)
         heads: set[tuple[int, int]] = set()
@@ -470,7 +487,8 @@ def _service_url(name: str, namespace: str) -> str:
     return f"http://{name}.{namespace}.svc.cluster.local"
 
 
-def _namespaces(manifests: Sequence[str | Path]) -> list[str]:
+def manifest_namespaces(manifests: Sequence[str | Path]) -> list[str]:
+    """The namespaces the manifests' objects live in (read by the broker's hardened reader)."""
     notices: list[str] = []
     found = {
         obj.namespace

@@ -12,7 +12,7 @@ from pathlib import Path
 import cascade
 
 ROOT = Path(__file__).resolve().parents[3]
-PUBLIC = {"cascade", "cascade.http", "cascade.testing"}
+PUBLIC = {"cascade", "cascade.catalog", "cascade.http", "cascade.testing"}
 
 
 def private_modules() -> set[str]:
