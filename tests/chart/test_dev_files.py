@@ -220,7 +220,10 @@ def skaffold() -> dict[str, Any]:
 
 
 def test_skaffold_builds_one_image_per_function(skaffold: dict[str, Any]) -> None:
-    assert skaffold["apiVersion"] == "skaffold/v4beta14"  # skaffold v2.24's schema
+    # the schema skaffold v2.19 introduced: the file and the docs say that version is needed
+    assert skaffold["apiVersion"] == "skaffold/v4beta14"
+    assert "skaffold v2.19 or newer" in _text("skaffold.yaml")
+    assert "**v2.19 or newer**" in _text("docs/kubernetes.md")
     assert skaffold["kind"] == "Config"
     artifacts = {a["image"]: a for a in skaffold["build"]["artifacts"]}
     assert sorted(artifacts) == sorted(f"cascade-{name}" for name in FUNCTIONS)

@@ -44,6 +44,7 @@ def test_without_oidc_nothing_of_it_is_rendered(default_docs: list[dict[str, Any
         assert "audience" not in trigger["spec"]["delivery"]["deadLetterSink"]
     for service in _services(default_docs).values():
         assert not [k for k in _env(service) if k.startswith("CASCADE_OIDC_")]
+        assert "CASCADE_PUBLISH_TOKEN_FILE" not in _env(service)
         assert "SSL_CERT_FILE" not in _env(service)
 
 
@@ -79,6 +80,9 @@ def test_each_function_accepts_only_its_own_triggers(oidc_docs: list[dict[str, A
         # the subject the local broker's issuer signs for a Trigger, Knative's naming
         assert allowed == {trigger_subject(NAMESPACE, t) for t in senders}, name
         assert env["SSL_CERT_FILE"] == "/var/run/cascade/oidc-ca/ca.crt"
+        # a publisher sends the token its SinkBinding mounts (for the Broker's audience)
+        publishes = name in {"order"}
+        assert env.get("CASCADE_PUBLISH_TOKEN_FILE") == ("/oidc/token" if publishes else None)
         spec = service["spec"]["template"]["spec"]
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert volumes["oidc-ca"]["configMap"] == {
