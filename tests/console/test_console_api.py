@@ -108,6 +108,22 @@ def test_cross_site_requests_are_refused(console: ConsoleServer, headers: dict[s
     assert forged.status == 403
 
 
+def test_a_link_from_another_site_opens_the_page(console: ConsoleServer) -> None:
+    """Top-level navigation is fine (the other site cannot read what it opened); the same
+    request as a script's fetch, or as a form post, is not."""
+    navigate = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    assert call("GET", f"{console.url}/dead-letters/1", headers=navigate).status == 200
+    fetch = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}
+    assert call("GET", f"{console.url}/api/dead-letters/1", headers=fetch).status == 403
+    posted = call(
+        "POST",
+        f"{console.url}/api/dead-letters/1/replay",
+        b'{"dry_run": true}',
+        {**navigate, "Content-Type": "application/json", TOKEN_HEADER: token_of(console)},
+    )
+    assert posted.status == 403
+
+
 @pytest.mark.parametrize("token", [None, "", "wrong", "x" * 10_000, "é", "Bearer abc"], ids=repr)
 def test_a_replay_without_the_runs_token_is_refused_and_sends_nothing(
     console: ConsoleServer, upstreams: Upstreams, token: str | None

@@ -3,7 +3,8 @@
 - Every request must name the console by a host it is served as (``Host``): a page on another
   site that re-points its own name at 127.0.0.1 (DNS rebinding) sends its own name and is
   refused, so it can neither read the console nor fetch the page that holds the token.
-- A request that carries an ``Origin`` must come from the console itself.
+- A request that carries an ``Origin`` must come from the console itself, and one the browser
+  marks cross-site (``Sec-Fetch-Site``) is refused, unless it is a link followed to a page.
 - A request that changes something (anything but GET/HEAD) must send the run's token in
   ``X-Cascade-Console-Token`` and a JSON body: the token is only in the console's own page,
   which no other site can read, and a cross-site form cannot set that header.
@@ -80,10 +81,18 @@ class Guard:
         origin = request.headers.get("Origin")
         if origin is not None and origin.lower() not in self.origins:
             return problem(403, "cross-origin request refused")
-        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-            return problem(403, "cross-site request refused")
+        cross_site = request.headers.get("Sec-Fetch-Site", "same-origin") not in (
+            "same-origin",
+            "none",
+        )
         if request.method in _SAFE_METHODS:
+            # Following a link to the console from another site is fine (that site cannot read
+            # what it opens); another site's script fetching from it is not.
+            if cross_site and request.headers.get("Sec-Fetch-Mode") != "navigate":
+                return problem(403, "cross-site request refused")
             return None
+        if cross_site:
+            return problem(403, "cross-site request refused")
         if not self.token_ok(request.headers.get(TOKEN_HEADER)):
             return problem(
                 403, "missing or wrong console token", f"send the page's token in {TOKEN_HEADER}"
