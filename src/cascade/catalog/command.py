@@ -9,7 +9,14 @@ import click
 import yaml
 
 from cascade.catalog.markdown import render_markdown
-from cascade.catalog.model import Catalog, build_catalog, schema_file_name, schema_json
+from cascade.catalog.model import (
+    EVENT_TYPE_APIS,
+    Catalog,
+    EventTypeApi,
+    build_catalog,
+    schema_file_name,
+    schema_json,
+)
 
 __all__ = ["catalog"]
 
@@ -47,6 +54,14 @@ FORMATS: Final = ("eventtypes", "schemas", "markdown")
     "schemas/<type>.schema.json, events.md.",
 )
 @click.option(
+    "--event-type-api",
+    type=click.Choice(EVENT_TYPE_APIS),
+    default="v1beta2",
+    show_default=True,
+    help="EventType version: v1beta2 (type, source; what Knative 1.20 stores and the chart "
+    "renders) or v1beta3 (attributes).",
+)
+@click.option(
     "--broker",
     default="default/default",
     show_default=True,
@@ -57,6 +72,7 @@ def catalog(
     manifests: tuple[Path, ...],
     output_format: str,
     output: Path | None,
+    event_type_api: EventTypeApi,
     broker: str,
 ) -> None:
     """Print the event catalog of FUNCTIONS_DIR (default: ./functions).
@@ -85,22 +101,22 @@ def catalog(
             f"{functions_dir}: its functions handle, reply or publish no event types"
         )
     if output is None:
-        click.echo(_render(found, output_format, namespace, name), nl=False)
+        click.echo(_render(found, output_format, (namespace, name), event_type_api), nl=False)
         return
-    _write(found, output, namespace, name)
+    _write(found, output, (namespace, name), event_type_api)
     click.echo(f"wrote {len(found.entries)} event types to {output}", err=True)
 
 
-def _render(found: Catalog, output_format: str, namespace: str, broker: str) -> str:
+def _render(found: Catalog, output_format: str, broker: tuple[str, str], api: EventTypeApi) -> str:
     if output_format == "schemas":
         return schema_json(found.json_schemas())
     if output_format == "markdown":
         return render_markdown(found.entries)
-    objects = found.event_types(broker=broker, namespace=namespace)
+    objects = found.event_types(namespace=broker[0], broker=broker[1], api=api)
     return yaml.safe_dump_all(objects, sort_keys=False, allow_unicode=False)
 
 
-def _write(found: Catalog, output: Path, namespace: str, broker: str) -> None:
+def _write(found: Catalog, output: Path, broker: tuple[str, str], api: EventTypeApi) -> None:
     schemas = output / "schemas"
     names: dict[str, str] = {}
     for entry in found.entries:
@@ -117,7 +133,7 @@ def _write(found: Catalog, output: Path, namespace: str, broker: str) -> None:
                 schema_json(found.entry(event_type).json_schema()), encoding="utf-8"
             )
         (output / "eventtypes.yaml").write_text(
-            _render(found, "eventtypes", namespace, broker), encoding="utf-8"
+            _render(found, "eventtypes", broker, api), encoding="utf-8"
         )
         (output / "events.md").write_text(render_markdown(found.entries), encoding="utf-8")
     except OSError as exc:

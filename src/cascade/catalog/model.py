@@ -39,6 +39,7 @@ __all__ = [
     "Catalog",
     "CatalogEntry",
     "Consumer",
+    "EventTypeApi",
     "Producer",
     "build_catalog",
     "event_type_name",
@@ -46,7 +47,8 @@ __all__ = [
     "schema_json",
 ]
 
-EVENT_TYPE_API: Final = "eventing.knative.dev/v1beta3"
+EventTypeApi = Literal["v1beta2", "v1beta3"]
+EVENT_TYPE_APIS: Final = ("v1beta2", "v1beta3")
 _UNSAFE_FILE_CHARACTERS: Final = re.compile(r"[^A-Za-z0-9._-]")
 _NOT_DNS: Final = re.compile(r"[^a-z0-9.-]+")
 
@@ -114,46 +116,60 @@ class Catalog:
         return {entry.type: entry.json_schema() for entry in self.entries}
 
     def event_types(
-        self, *, broker: str = "default", namespace: str = "default"
+        self,
+        *,
+        broker: str = "default",
+        namespace: str = "default",
+        api: EventTypeApi = "v1beta2",
     ) -> list[dict[str, Any]]:
-        """One Knative ``EventType`` (v1beta3) per type, referencing ``broker``.
+        """One Knative ``EventType`` per type, referencing ``broker``.
 
-        ``source`` is pinned when exactly one function produces the type."""
+        ``v1beta2`` (what Knative 1.20 stores, and what the chart renders) has ``type``,
+        ``source`` and a description; ``v1beta3`` lists the attributes. The source is pinned
+        only when exactly one function produces the type."""
         objects = []
         for entry in self.entries:
-            attributes: list[dict[str, Any]] = [
-                {"name": "specversion", "value": "1.0", "required": True},
-                {"name": "id", "required": True},
-                {"name": "type", "value": entry.type, "required": True},
-            ]
             sources = sorted({p.source for p in entry.producers})
-            source: dict[str, Any] = {"name": "source"}
-            if len(sources) == 1:
-                source["value"] = sources[0]
-            source["required"] = True
-            attributes += [
-                source,
-                {"name": "datacontenttype", "value": "application/json", "required": True},
-                {"name": "time", "required": True},
-            ]
-            producers = ", ".join(p.function for p in entry.producers) or "nobody"
+            source = sources[0] if len(sources) == 1 else None
+            producers = ", ".join(sorted({p.function for p in entry.producers})) or "nobody"
+            spec: dict[str, Any] = {}
+            if api == "v1beta2":
+                spec["type"] = entry.type
+                if source is not None:
+                    spec["source"] = source
+            spec["reference"] = {
+                "apiVersion": "eventing.knative.dev/v1",
+                "kind": "Broker",
+                "name": broker,
+            }
+            spec["description"] = f"{entry.summary} Produced by {producers}.".strip()
+            if api == "v1beta3":
+                spec["attributes"] = _attributes(entry.type, source)
             objects.append(
                 {
-                    "apiVersion": EVENT_TYPE_API,
+                    "apiVersion": f"eventing.knative.dev/{api}",
                     "kind": "EventType",
                     "metadata": {"name": event_type_name(entry.type), "namespace": namespace},
-                    "spec": {
-                        "reference": {
-                            "apiVersion": "eventing.knative.dev/v1",
-                            "kind": "Broker",
-                            "name": broker,
-                        },
-                        "description": f"{entry.summary} Produced by {producers}.".strip(),
-                        "attributes": attributes,
-                    },
+                    "spec": spec,
                 }
             )
         return objects
+
+
+def _attributes(event_type: str, source: str | None) -> list[dict[str, Any]]:
+    """v1beta3 ``spec.attributes``: what every event of the type carries."""
+    pinned: dict[str, Any] = {"name": "source"}
+    if source is not None:
+        pinned["value"] = source
+    pinned["required"] = True
+    return [
+        {"name": "specversion", "value": "1.0", "required": True},
+        {"name": "id", "required": True},
+        {"name": "type", "value": event_type, "required": True},
+        pinned,
+        {"name": "datacontenttype", "value": "application/json", "required": True},
+        {"name": "time", "required": True},
+    ]
 
 
 def build_catalog(functions_dir: str | Path, *, manifests: Sequence[str | Path] = ()) -> Catalog:

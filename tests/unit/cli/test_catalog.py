@@ -53,11 +53,36 @@ def test_the_shop_catalog_as_event_types_schemas_and_markdown() -> None:
     shop = build_catalog(ROOT / "functions")
     assert [o["metadata"]["name"] for o in objects] == [e.type for e in shop.entries]
     created = next(o for o in objects if o["metadata"]["name"].endswith("order.created"))
+    assert created["apiVersion"] == "eventing.knative.dev/v1beta2"
     assert created["metadata"]["namespace"] == "shop"
     assert created["spec"]["reference"]["name"] == "main"
+    assert (created["spec"]["type"], created["spec"]["source"]) == (
+        "com.example.shop.order.created",
+        "/order",
+    )
+    assert created["spec"]["description"].endswith("Produced by order.")
+    # The same objects as the chart renders (k8s/rendered/shop.yaml), type and source alike.
+    rendered = {
+        o["metadata"]["name"]: (o["apiVersion"], o["spec"]["type"], o["spec"]["source"])
+        for o in yaml.safe_load_all(SHOP_MANIFEST.read_text(encoding="utf-8"))
+        if o and o.get("kind") == "EventType"
+    }
+    generated = {
+        o["metadata"]["name"]: (o["apiVersion"], o["spec"]["type"], o["spec"]["source"])
+        for o in objects
+    }
+    assert generated == rendered
+
+    code, output = catalog(str(ROOT / "functions"), "--event-type-api", "v1beta3")
+    assert code == 0, output
+    created = next(
+        o
+        for o in yaml.safe_load_all(output)
+        if o["spec"]["attributes"][2]["value"] == "com.example.shop.order.created"
+    )
     attributes = {a["name"]: a.get("value") for a in created["spec"]["attributes"]}
     assert attributes["source"] == "/order"
-    assert created["spec"]["description"].endswith("Produced by order.")
+    assert attributes["specversion"] == "1.0"
 
     code, output = catalog(str(ROOT / "functions"), "--format", "schemas")
     assert code == 0, output
@@ -182,5 +207,5 @@ def test_a_folder_whose_functions_carry_no_types_says_so(tmp_path: Path) -> None
 def test_help_documents_the_options() -> None:
     code, output = catalog("--help")
     assert code == 0
-    for option in ("--manifests", "--format", "--output", "--broker", "PUBLISHES"):
+    for option in ("--manifests", "--format", "--output", "--broker", "--event-type-api"):
         assert option in output
