@@ -61,7 +61,8 @@ class NatsServer:
     """One ``nats-server -js`` on 127.0.0.1, its JetStream files in ``store_dir`` (a temporary
     folder when None). ``start()`` after ``stop()``/``kill()`` reuses the port and the files."""
 
-    def __init__(self, store_dir: Path | None = None) -> None:
+    def __init__(self, store_dir: Path | None = None, *, jetstream: bool = True) -> None:
+        self.jetstream = jetstream
         self._own_dir = store_dir is None
         self.store_dir = Path(store_dir or tempfile.mkdtemp(prefix="nats-js-"))
         self.store_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +79,7 @@ class NatsServer:
             self.process = subprocess.Popen(
                 [
                     nats_server_binary(),
-                    "-js",
+                    *(["-js"] if self.jetstream else []),
                     "-a",
                     "127.0.0.1",
                     "-p",

@@ -150,6 +150,7 @@ class NatsLog(BrokerLog):
         self._commit_locks: dict[str, asyncio.Lock] = {}
         self._pull_subscriptions: dict[str, JetStreamContext.PullSubscription] = {}
         self._nc: Client | None = None
+        self._last_error: BaseException | None = None  # the client's, for the start-up error
         try:
             self._submit(self._open())
         except BaseException:
@@ -211,8 +212,10 @@ class NatsLog(BrokerLog):
                 timeout=self._timeout,
             )
         except (nats.errors.Error, TimeoutError, OSError) as exc:
+            # The client keeps retrying until our timeout: its last error says why.
+            cause = self._last_error or exc
             raise LogError(
-                f"cannot reach the NATS server at {self.url} ({_describe(exc)}); "
+                f"cannot reach the NATS server at {self.url} ({_describe(cause)}); "
                 "is nats-server running with JetStream (-js)?"
             ) from exc
         try:
@@ -237,7 +240,7 @@ class NatsLog(BrokerLog):
             info = await jsm.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
             info = None
-        except nats.errors.NoRespondersError:
+        except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError):
             raise LogError(
                 f"the NATS server at {self.url} does not answer JetStream requests:"
                 " start it with JetStream enabled (nats-server -js)"
@@ -264,6 +267,9 @@ class NatsLog(BrokerLog):
             )
 
     async def _on_error(self, exc: Exception) -> None:
+        if self._nc is None:  # still connecting: reported once, in the start-up error
+            self._last_error = exc
+            return
         _logger.warning("NATS %s: %s", self.url, _describe(exc))
 
     async def _on_disconnected(self) -> None:

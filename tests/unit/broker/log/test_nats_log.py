@@ -195,9 +195,18 @@ def test_unreachable_server_is_a_bounded_clear_log_error() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nobody listens once the socket closes
     started = time.monotonic()
-    with pytest.raises(LogError, match=f"cannot reach the NATS server at nats://127.0.0.1:{port}"):
+    reason = rf"cannot reach the NATS server at nats://127.0.0.1:{port} \(ConnectionRefused"
+    with pytest.raises(LogError, match=reason):
         NatsLog(f"nats://127.0.0.1:{port}", "unreachable", "unreachable", 1, timeout=2.0)
     assert time.monotonic() - started < 30  # bounded, not a hang
+
+
+def test_a_server_without_jetstream_is_named(tmp_path: Path) -> None:
+    with (
+        NatsServer(tmp_path / "plain", jetstream=False) as server,
+        pytest.raises(LogError, match=r"does not answer JetStream requests: .*nats-server -js"),
+    ):
+        NatsLog(server.url, "nojs", "nojs", 1, timeout=5.0)
 
 
 def test_appends_fail_while_the_server_is_down_and_work_again_after(tmp_path: Path) -> None:
