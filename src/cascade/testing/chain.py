@@ -141,6 +141,7 @@ class Chain(ClosesOnExit):
         partitions: int = 10,
         max_event_bytes: int | None = None,
         max_records: int = DEFAULT_MAX_RECORDS,
+        max_hops: int | None = None,
     ) -> None:
         """Load ``manifests`` (files or folders, as ``cascade run -f``) and every function of
         ``functions_dir``.
@@ -149,11 +150,14 @@ class Chain(ClosesOnExit):
         ``database_url``); each gets its own SQLite folder otherwise, and ``K_SINK`` = the
         ingress of ``broker`` (``"namespace/name"``; needed only when the manifests hold
         several Brokers). ``seed`` draws the dispatch order (see the module docs);
-        ``max_records`` bounds one :meth:`run_until_idle` (a Kafka broker has no loop guard).
+        ``max_records`` bounds one :meth:`run_until_idle` (a Kafka broker has no loop guard);
+        ``max_hops`` is ``cascade broker --max-hops``, the opt-in guard that drops a reply
+        more than that many replies away from what a producer sent.
         """
         self._broker_settings = BrokerSettings(
             log_kind="memory",
             partitions=partitions,
+            max_hops=max_hops,
             max_event_bytes=max_event_bytes or DEFAULT_MAX_EVENT_BYTES,
         )
         self.max_records = max_records
@@ -209,6 +213,7 @@ class Chain(ClosesOnExit):
                 self._attempt,
                 self._storer(key),
                 metrics,
+                max_hops=self._broker_settings.max_hops,
                 activity=self._activity,
                 sleep=self._record_backoff,
             )

@@ -74,6 +74,20 @@ def test_filters_decide_who_gets_what(chain: Chain) -> None:
     ]
 
 
+def test_the_opt_in_hop_limit_ends_a_reply_loop() -> None:
+    with open_chain(max_hops=3) as chain:
+        chain.send(Loop(n=0))
+        chain.run_until_idle()
+        answered = [d.message.event(Loop).n for d in chain.deliveries("looper-loop")]
+        assert answered == [0, 1, 2, 3]  # the reply to n=3 is a 4th hop: dropped
+        assert [m.attributes.get("cascadehops") for m in chain.events(Loop)] == [
+            None,
+            "1",
+            "2",
+            "3",
+        ]
+
+
 def test_retries_follow_the_trigger_delivery_spec_without_sleeping(chain: Chain) -> None:
     chain.send(Ping(key="k", n=7, mode="retry"))
     chain.run_until_idle()
