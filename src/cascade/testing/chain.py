@@ -29,7 +29,8 @@ What is real and what is not:
   those a Kafka broker could dispatch next: any record for an unordered Trigger, only the
   oldest pending record of a partition for an ordered one. Tests that pass only in storage
   order rely on an order Knative does not promise.
-- Process environment is shared: the Service's ``env`` from the manifests is not applied.
+- Process environment is shared: the Service's ``env`` from the manifests is not applied. No
+  OIDC tokens are issued and EventPolicies are not checked (``cascade broker --oidc`` does).
 """
 
 from __future__ import annotations
