@@ -18,8 +18,10 @@ class QuietHandler(BaseHTTPRequestHandler):
 class ThreadServer(ClosesOnExit):
     """Serves ``handler`` until ``close()``; ``url`` is ``http://127.0.0.1:<port>``."""
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], poll_interval: float = 0.02) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], poll_interval: float = 0.02, port: int = 0
+    ) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(

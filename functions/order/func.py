@@ -3,13 +3,16 @@
 HTTP (JSON; errors are application/problem+json):
 
 - ``POST /orders`` ``{"customer": {"id", "email"}, "items": [{"sku", "quantity"}]}`` → 201 with
-  the order, state PENDING. The order and its ``order.created`` event commit together (the
-  outbox, functions/order/outbox.py); the event is published right after, and retried until the
-  broker takes it. 400 for a body that is not JSON, 415 when not sent as JSON, 422 with one entry
-  per invalid field. An ``Idempotency-Key`` header makes a retried POST return the first order.
+  the order, state PENDING, as soon as the order and its ``order.created`` event are committed
+  together (``ctx.publish``: the runtime's outbox sends the event after the commit and retries
+  it until the broker takes it; the request never waits on the broker). 400 for a body that is
+  not JSON, 415 when not sent as JSON, 413 past the size limit, 422 with one entry per invalid
+  field. An ``Idempotency-Key`` header makes a retried POST return the first order.
 - ``GET /orders/<id>`` → the order with its history; 404 when unknown.
-- ``GET /orders?state=PENDING&limit=50`` → the newest orders, without history.
-- ``GET /outbox`` → how many events wait to be published; ``POST /outbox/flush`` → publish now.
+- ``GET /orders?state=PENDING&limit=50`` → the newest orders, without history (admin: customer
+  emails).
+- ``GET /outbox`` → how many events wait to be published; ``POST /outbox/flush`` (admin) → a
+  relay pass now.
 
 Events: ``inventory.rejected`` and ``payment.declined`` → CANCELLED (reply
 ``order.cancelled``); ``payment.authorized`` → CONFIRMED (reply ``order.confirmed``). Final
@@ -19,12 +22,10 @@ states never change: a later event for a final order is logged and ignored.
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
-from opentelemetry import propagate
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -40,9 +41,7 @@ from functions.order.models import (
     Base,
     Order,
     OrderHistory,
-    OutboxEvent,
 )
-from functions.order.outbox import OutboxRelay, relay_for
 from functions.shop import samples
 from functions.shop.clock import iso, now_iso
 from functions.shop.events import (
@@ -113,18 +112,8 @@ class NewOrder(BaseModel):
 # --------------------------------------------------------------------------- helpers
 
 
-def relay(ctx: HttpContext | Context) -> OutboxRelay:
-    """This process's outbox relay (its retry thread starts with the first request)."""
-    return relay_for(ctx.store.get_bind().engine, ctx.publisher)
-
-
-def current_traceparent() -> str | None:
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier.get("traceparent")
-
-
-def order_document(session: Session, order: Order, *, history: bool = True) -> dict[str, Any]:
+def order_document(ctx: HttpContext, order: Order, *, history: bool = True) -> dict[str, Any]:
+    session = ctx.store
     document: dict[str, Any] = {
         "id": order.id,
         "state": order.state,
@@ -151,11 +140,7 @@ def order_document(session: Session, order: Order, *, history: bool = True) -> d
             }
             for row in rows
         ]
-        document["events_pending"] = session.scalar(
-            select(func.count())
-            .select_from(OutboxEvent)
-            .where(OutboxEvent.order_id == order.id, OutboxEvent.published_at.is_(None))
-        )
+        document["events_pending"] = ctx.outbox.pending(partitionkey=order.id)
     return document
 
 
@@ -169,12 +154,12 @@ def idempotency_key(ctx: HttpContext) -> str | None:
     return key
 
 
-def replayed(session: Session, first: Order, key: str, digest: str) -> Any:
+def replayed(ctx: HttpContext, first: Order, key: str, digest: str) -> Any:
     """The answer to a POST repeating an earlier one's Idempotency-Key."""
     if first.request_hash != digest:
         fail(422, f"Idempotency-Key {key!r} was used for a different order; use a new key")
     headers = {"Location": f"/orders/{first.id}", "Idempotent-Replayed": "true"}
-    return order_document(session, first), 200, headers
+    return order_document(ctx, first), 200, headers
 
 
 # --------------------------------------------------------------------------- HTTP API
@@ -183,14 +168,13 @@ def replayed(session: Session, first: Order, key: str, digest: str) -> Any:
 @fn.route("/orders", methods=["POST"])
 def place_order(ctx: HttpContext) -> Any:
     session = ctx.store
-    outbox = relay(ctx)
     new = read_json(ctx.request, NewOrder, "order")
     key = idempotency_key(ctx)
     digest = hashlib.sha256(new.model_dump_json().encode()).hexdigest()
     if key is not None:
         first = session.scalar(select(Order).where(Order.idempotency_key == key))
         if first is not None:
-            return replayed(session, first, key, digest)
+            return replayed(ctx, first, key, digest)
 
     placed = datetime.now(UTC)
     customer = Customer.model_validate(new.customer.model_dump())
@@ -207,47 +191,34 @@ def place_order(ctx: HttpContext) -> Any:
         updated_at=iso(placed),
     )
     created = OrderCreated(order_id=order.id, customer=customer, items=items, placed_at=placed)
-    event_id = str(uuid.uuid4())
     session.add(order)
     session.add(OrderHistory(order_id=order.id, at=order.created_at, state=PENDING, note="placed"))
-    session.add(
-        OutboxEvent(
-            event_id=event_id,
-            order_id=order.id,
-            type=OrderCreated.ce_type,
-            data=created.to_json_bytes().decode(),
-            traceparent=current_traceparent(),
-            created_at=time.time(),
-            attempts=0,
-        )
-    )
     try:
-        session.commit()  # the order and its event, or neither
+        # The order and its event, or neither: the event is sent after this commit.
+        ctx.publish(created, partitionkey=order.id, subject=order.id)
+        session.commit()
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key committed first (PostgreSQL).
         session.rollback()
         first = session.scalar(select(Order).where(Order.idempotency_key == key))
         if key is None or first is None:
             raise
-        return replayed(session, first, key, digest)
+        return replayed(ctx, first, key, digest)
     ORDERS.labels(state="placed").inc()
     ctx.logger.info("order %s placed", order.id)
-    outbox.send(event_id)  # failures stay in the outbox for the relay
-    return order_document(session, order), 201, {"Location": f"/orders/{order.id}"}
+    return order_document(ctx, order), 201, {"Location": f"/orders/{order.id}"}
 
 
 @fn.route("/orders/<order_id>")
 def get_order(ctx: HttpContext, order_id: str) -> Any:
-    relay(ctx)
     order = ctx.store.get(Order, order_id)
     if order is None:
         return problem_response(404, f"no order {order_id!r}")
-    return order_document(ctx.store, order)
+    return order_document(ctx, order)
 
 
 @fn.route("/orders", admin=True)
 def list_orders(ctx: HttpContext) -> Any:
-    relay(ctx)
     state = ctx.request.args.get("state")
     if state is not None and state not in STATES:
         fail(400, f"state must be one of {', '.join(STATES)}, got {state!r}")
@@ -256,17 +227,17 @@ def list_orders(ctx: HttpContext) -> Any:
     if state is not None:
         query = query.where(Order.state == state)
     orders = ctx.store.scalars(query)
-    return {"orders": [order_document(ctx.store, o, history=False) for o in orders]}
+    return {"orders": [order_document(ctx, o, history=False) for o in orders]}
 
 
 @fn.route("/outbox")
 def outbox_status(ctx: HttpContext) -> dict[str, int]:
-    return {"pending": relay(ctx).pending()}
+    return {"pending": ctx.outbox.pending()}
 
 
 @fn.route("/outbox/flush", methods=["POST"], admin=True)
 def outbox_flush(ctx: HttpContext) -> dict[str, int]:
-    result = relay(ctx).flush()
+    result = ctx.outbox.flush()
     return {"published": result.published, "failed": result.failed, "pending": result.pending}
 
 
@@ -274,7 +245,6 @@ def outbox_flush(ctx: HttpContext) -> dict[str, int]:
 
 
 def find(ctx: Context, order_id: str) -> Order | None:
-    relay(ctx)
     return ctx.store.get(Order, order_id, with_for_update=True)
 
 

@@ -1,13 +1,13 @@
-"""The order function's tables: orders, their history, and the outbox of events to publish."""
+"""The order function's tables: orders and their history."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["FINAL_STATES", "Base", "Order", "OrderHistory", "OutboxEvent"]
+__all__ = ["FINAL_STATES", "Base", "Order", "OrderHistory"]
 
 PENDING, CONFIRMED, CANCELLED = "PENDING", "CONFIRMED", "CANCELLED"
 FINAL_STATES = frozenset({CONFIRMED, CANCELLED})
@@ -47,20 +47,3 @@ class OrderHistory(Base):
     event_type: Mapped[str | None] = mapped_column(String(200))
     event_id: Mapped[str | None] = mapped_column(Text)
     note: Mapped[str] = mapped_column(Text)
-
-
-class OutboxEvent(Base):
-    """An event committed with the order it is about, published by the relay afterwards."""
-
-    __tablename__ = "order_outbox"
-    __table_args__ = (Index("order_outbox_pending", "published_at", "created_at"),)
-
-    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    order_id: Mapped[str] = mapped_column(ForeignKey(Order.id), index=True)
-    type: Mapped[str] = mapped_column(String(200))
-    data: Mapped[str] = mapped_column(Text)
-    traceparent: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[float]
-    published_at: Mapped[float | None]
-    attempts: Mapped[int] = mapped_column(default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)

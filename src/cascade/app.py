@@ -30,6 +30,7 @@ from cascade.function import Function, Route
 from cascade.http import BodyError, problem, read_limited
 from cascade.idempotency import Deduper
 from cascade.lifecycle import Lifecycle, LifecycleContext
+from cascade.outbox import Outbox, OutboxCollector, Relay
 from cascade.publish import Publisher, SinkTransport
 from cascade.settings import Settings
 from cascade.store import Store, store_refusal
@@ -78,8 +79,10 @@ class Runtime:
         registry: CollectorRegistry,
         tracer_provider: trace.TracerProvider | None,
         publish_transport: SinkTransport | None = None,
+        background_relay: bool = True,
     ) -> None:
         self.function = function
+        self._background_relay = background_relay
         self.settings = settings
         self.source = function.source or settings.source_for(function.name)
         self.metrics = Metrics(function.name, registry)
@@ -88,8 +91,7 @@ class Runtime:
         self._tracer_provider = tracer_provider
         self.store = Store(settings.database_url_for(function.name), function.metadata)
         idempotent = settings.idempotency and function.idempotent
-        if idempotent or function.metadata is not None:
-            self.store.create_all()
+        self.store.create_all()  # the outbox table too: any handler or route may publish
         deduper = (
             Deduper(function.name, self.store.dialect, settings.dedupe_ttl_seconds)
             if idempotent
@@ -101,6 +103,25 @@ class Runtime:
         self._publisher: Publisher | None = None
         self._publish_transport = publish_transport
         self._publisher_lock = threading.Lock()
+        self.outbox = Outbox(function.name, self.store, self.publisher())
+        self.metrics.add_live(OutboxCollector(self.outbox))
+        self.relay = (
+            Relay(
+                self.outbox,
+                # One attempt per send: the relay backs off per row without blocking others.
+                Publisher.from_settings(
+                    settings.with_overrides(publish_retries=0),
+                    self.source,
+                    tracer_provider=tracer_provider,
+                    transport=publish_transport,
+                ),
+                backoff_seconds=settings.publish_backoff_seconds,
+                backoff_max_seconds=settings.publish_backoff_max_seconds,
+                poll_seconds=settings.outbox_poll_seconds,
+            )
+            if settings.sink is not None
+            else None
+        )
         self.dispatcher = Dispatcher(
             function,
             source=self.source,
@@ -110,6 +131,7 @@ class Runtime:
             publisher=self.publisher,
             tracer=self.tracer,
             function_metrics=self.function_metrics,
+            outbox=self.outbox,
         )
         self._draining = threading.Event()
         self.sender_verifier = _sender_verifier(settings)
@@ -118,7 +140,8 @@ class Runtime:
     def start(self) -> None:
         """Run the start hooks (in each worker after fork); closes everything if one fails."""
         try:
-            self.lifecycle.start()
+            relay = self.relay if self._background_relay else None
+            self.lifecycle.start(also=relay.start if relay is not None else None)
         except BaseException:
             self.close()
             raise
@@ -151,6 +174,9 @@ class Runtime:
         self.lifecycle.stop(also=self._release)
 
     def _release(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay.publisher.close()
         if self._publisher is not None:
             self._publisher.close()
         self.store.dispose()
@@ -185,13 +211,15 @@ def create_app(
     registry: CollectorRegistry | None = None,
     tracer_provider: trace.TracerProvider | None = None,
     publish_transport: SinkTransport | None = None,
+    background_relay: bool = True,
 ) -> Flask:
     """Build the Flask app for ``function``.
 
     ``settings`` default to :meth:`Settings.from_env`; ``registry`` to a fresh Prometheus
     registry; ``tracer_provider`` to the process's global one (installed by
     :func:`~cascade.telemetry.tracing.setup_tracing` when none is given);
-    ``publish_transport`` (tests) to HTTP posts to ``K_SINK``.
+    ``publish_transport`` (tests) to HTTP posts to ``K_SINK``. ``background_relay=False``
+    (tests) sends what ``ctx.publish`` committed only on ``ctx.outbox.flush()``.
     """
     if not isinstance(function, Function):
         raise TypeError(f"create_app needs a cascade.Function, got {type(function).__name__}")
@@ -204,6 +232,7 @@ def create_app(
         registry=registry if registry is not None else CollectorRegistry(),
         tracer_provider=tracer_provider,
         publish_transport=publish_transport,
+        background_relay=background_relay,
     )
     app = Flask(f"cascade.{function.name}")
     app.response_class = _Response
@@ -362,6 +391,7 @@ def _add_user_route(app: Flask, runtime: Runtime, route: Route) -> None:
                 logger=logger,
                 open_session=store.session,
                 publisher=runtime.publisher,
+                outbox=runtime.outbox,
             )
             try:
                 with metrics_scope(runtime.function_metrics):

@@ -13,7 +13,10 @@ from cascade.attribute_view import AttributeView
 if TYPE_CHECKING:
     from flask import Request
 
+    from cascade.events import Event
+    from cascade.outbox import Outbox
     from cascade.publish import Publisher
+    from cascade.reply import Reply
 
 __all__ = ["Context", "HttpContext"]
 
@@ -23,19 +26,43 @@ CORE_ATTRIBUTES: Final = frozenset(
 
 
 class _Resources:
-    """Store session and publisher, opened only when a handler asks for them."""
+    """Store session, outbox and publisher, opened only when a handler asks for them."""
 
-    __slots__ = ("_open_session", "_publisher", "_session")
+    __slots__ = ("_open_session", "_outbox", "_publisher", "_session")
 
     def __init__(
         self,
         open_session: Callable[[], Session],
         publisher: Callable[[], Publisher],
         session: Session | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self._open_session = open_session
         self._publisher = publisher
         self._session = session
+        self._outbox = outbox
+
+    def publish(
+        self,
+        event: Event | Reply,
+        *,
+        subject: str | None = None,
+        partitionkey: str | None = None,
+        extensions: dict[str, str] | None = None,
+    ) -> str:
+        """Publish ``event`` to K_SINK *with this transaction*: it is written to the outbox
+        in ``ctx.store``'s transaction and sent after the commit (never if it rolls back).
+        Returns its CloudEvents id, kept on every send attempt."""
+        return self.outbox.add(
+            self.store, event, subject=subject, partitionkey=partitionkey, extensions=extensions
+        )
+
+    @property
+    def outbox(self) -> Outbox:
+        """The function's outbox: ``pending(partitionkey=None)``, ``failed()``, ``flush()``."""
+        if self._outbox is None:
+            raise RuntimeError("this context has no outbox (it was not made by the runtime)")
+        return self._outbox
 
     @property
     def store(self) -> Session:
@@ -50,7 +77,8 @@ class _Resources:
 
     @property
     def publisher(self) -> Publisher:
-        """Publishes new events to K_SINK (raises PublishError when it cannot)."""
+        """Sends to K_SINK at once, outside the transaction (raises PublishError when it
+        cannot); prefer :meth:`publish`, which commits the event with the effects."""
         return self._publisher()
 
 
@@ -68,8 +96,9 @@ class Context(AttributeView, _Resources):
         open_session: Callable[[], Session],
         publisher: Callable[[], Publisher],
         session: Session | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
-        super().__init__(open_session, publisher, session)
+        super().__init__(open_session, publisher, session, outbox)
         self.attributes: Mapping[str, str] = attributes
         self.function = function
         self.logger = logger
@@ -102,8 +131,9 @@ class HttpContext(_Resources):
         logger: logging.Logger,
         open_session: Callable[[], Session],
         publisher: Callable[[], Publisher],
+        outbox: Outbox | None = None,
     ) -> None:
-        super().__init__(open_session, publisher)
+        super().__init__(open_session, publisher, outbox=outbox)
         self.request = request
         self.function = function
         self.logger = logger

@@ -34,6 +34,7 @@ from cascade.events import Event
 from cascade.function import Function, Handler
 from cascade.http import problem
 from cascade.idempotency import Deduper, StoredReply
+from cascade.outbox import Outbox
 from cascade.outcomes import DeadLetter, Drop, Retry
 from cascade.publish import Publisher
 from cascade.reply import Reply, outgoing_attributes
@@ -81,6 +82,7 @@ class Dispatcher:
         publisher: Callable[[], Publisher],
         tracer: trace.Tracer,
         function_metrics: BoundMetrics | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.function = function
         self.source = source
@@ -90,6 +92,7 @@ class Dispatcher:
         self._publisher = publisher
         self._tracer = tracer
         self._function_metrics = function_metrics
+        self._outbox = outbox
         self._logger = logging.getLogger(f"cascade.fn.{function.name}")
 
     # ------------------------------------------------------------------ entry point
@@ -287,6 +290,7 @@ class Dispatcher:
             open_session=open_session,
             publisher=self._publisher,
             session=session,
+            outbox=self._outbox,
         )
 
     @staticmethod

@@ -50,6 +50,7 @@ __all__ = [
     "SinkUnreachable",
     "TokenFile",
     "Urllib3Transport",
+    "is_retryable",
 ]
 
 RETRYABLE_STATUSES: Final = frozenset({404, 408, 409, 429})
@@ -260,6 +261,29 @@ class Publisher(ClosesOnExit):
         event_id: str | None = None,
     ) -> str:
         """Send ``event``; returns its CloudEvents id. Raises PublishError when it fails."""
+        if self.sink is None:
+            raise PublishError("K_SINK is not set: there is nowhere to publish to")
+        attributes = self.attributes_for(
+            event,
+            subject=subject,
+            partitionkey=partitionkey,
+            extensions=extensions,
+            event_id=event_id,
+        )
+        data = (event.event if isinstance(event, Reply) else event).to_json_bytes()
+        return self.send(attributes, data)
+
+    def attributes_for(
+        self,
+        event: Event | Reply,
+        *,
+        subject: str | None = None,
+        partitionkey: str | None = None,
+        extensions: Mapping[str, str] | None = None,
+        event_id: str | None = None,
+    ) -> dict[str, str]:
+        """The wire-form attributes ``event`` goes out with (``K_CE_OVERRIDES`` included);
+        the CloudEvents ``traceparent`` is added when it is sent."""
         if isinstance(event, Reply):
             reply = event
         else:
@@ -269,9 +293,7 @@ class Publisher(ClosesOnExit):
                 partitionkey=partitionkey,
                 extensions=dict(extensions or {}),
             )
-        if self.sink is None:
-            raise PublishError("K_SINK is not set: there is nowhere to publish to")
-        attributes = outgoing_attributes(
+        return outgoing_attributes(
             reply.event,
             source=reply.source or self.source,
             subject=reply.subject,
@@ -279,6 +301,13 @@ class Publisher(ClosesOnExit):
             extensions={**self.extensions, **reply.extensions},
             event_id=event_id,
         )
+
+    def send(self, attributes: Mapping[str, str], data: bytes) -> str:
+        """Send an event already in wire form, under a PRODUCER span that becomes its origin
+        (the CloudEvents ``traceparent``); returns its id. Raises PublishError."""
+        if self.sink is None:
+            raise PublishError("K_SINK is not set: there is nowhere to publish to")
+        attributes = dict(attributes)
         event_type = attributes["type"]
         span_attributes = {
             "messaging.operation.name": "send",
@@ -306,7 +335,7 @@ class Publisher(ClosesOnExit):
             headers = binary_headers(attributes)
             propagate.inject(headers)
             try:
-                self._send(headers, reply.event.to_json_bytes(), span)
+                self._send(headers, data, span)
             except PublishError as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 raise
@@ -363,6 +392,11 @@ class Publisher(ClosesOnExit):
 
     def close(self) -> None:
         self.transport.close()
+
+
+def is_retryable(error: PublishError) -> bool:
+    """Whether sending again may succeed: no answer, 5xx, or 404/408/409/429."""
+    return error.status is None or error.status >= 500 or error.status in RETRYABLE_STATUSES
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -93,8 +93,7 @@ def prepare(function: Function, settings: Settings) -> None:
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        if settings.idempotency or function.metadata is not None:
-            store.create_all()
+        store.create_all()
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     finally:

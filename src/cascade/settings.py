@@ -45,6 +45,8 @@ class Settings:
     publish_backoff_seconds: float = 0.1
     publish_backoff_max_seconds: float = 5.0
     publish_timeout_seconds: float = 10.0
+    # How often the outbox relay looks for due events besides being woken by commits.
+    outbox_poll_seconds: float = 2.0
     # Routes declared with admin=True (operator state, private data) answer 404 unless on.
     admin_routes: bool = False
     # Logging.
@@ -86,6 +88,7 @@ class Settings:
             self.publish_timeout_seconds,
             "> 0",
         )
+        _check(self.outbox_poll_seconds > 0, "CASCADE_OUTBOX_POLL", self.outbox_poll_seconds, "> 0")
         _check(1 <= self.port <= 65535, "PORT", self.port, "in 1..65535")
         _check(self.workers >= 1, "CASCADE_WORKERS", self.workers, ">= 1")
         _check(self.threads >= 1, "CASCADE_THREADS", self.threads, ">= 1")
@@ -166,6 +169,7 @@ class Settings:
         values["publish_backoff_seconds"] = reader.number("CASCADE_PUBLISH_BACKOFF", 0.1)
         values["publish_backoff_max_seconds"] = reader.number("CASCADE_PUBLISH_BACKOFF_MAX", 5.0)
         values["publish_timeout_seconds"] = reader.number("CASCADE_PUBLISH_TIMEOUT", 10.0)
+        values["outbox_poll_seconds"] = reader.number("CASCADE_OUTBOX_POLL", 2.0)
         values["admin_routes"] = reader.flag("CASCADE_ADMIN_ROUTES", False)
         values["log_level"] = (reader.text("CASCADE_LOG_LEVEL") or "INFO").upper()
         values["host"] = reader.text("CASCADE_HOST") or "127.0.0.1"

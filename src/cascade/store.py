@@ -21,6 +21,7 @@ from sqlalchemy import (
     Column,
     Engine,
     Float,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -73,6 +74,28 @@ dedupe_table = Table(
     Column("headers", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("created_at", Float, nullable=False, index=True),
+)
+
+
+outbox_table = Table(
+    "cascade_outbox",
+    _runtime_metadata,
+    # Commit order: the relay sends in this order (cascade/outbox.py).
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("function", String(200), nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("partitionkey", Text),
+    Column("attributes", Text, nullable=False),  # wire-form CloudEvents attributes, JSON
+    Column("data", LargeBinary, nullable=False),
+    Column("trace", Text),  # W3C trace context of the span that published it, JSON
+    Column("created_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("claimed_by", String(64)),
+    Column("claimed_until", Float),
+    Column("failed_at", Float),  # refused by the sink for good: kept, no longer sent
+    Column("last_error", Text),
+    Index("cascade_outbox_by_function", "function", "failed_at", "seq"),
 )
 
 

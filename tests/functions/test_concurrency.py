@@ -106,3 +106,4 @@ def test_concurrent_posts_with_one_idempotency_key_place_one_order(
     assert sorted(status for status, _ in answers) == [200, 200, 200, 201]
     assert len({order_id for _, order_id in answers}) == 1
     assert len(body(client.get("/orders"))["orders"]) == 1
+    assert client.runtime.outbox.pending() == 1  # one order.created: the losers wrote none

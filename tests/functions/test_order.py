@@ -4,18 +4,16 @@ machine driven by inventory and payment results."""
 from __future__ import annotations
 
 import io
+import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
 
-from cascade import Publisher
 from cascade.testing import EventResult, FunctionClient
-from functions.order.models import OutboxEvent
-from functions.order.outbox import OutboxRelay
 from functions.shop import samples
 from functions.shop.events import OrderCancelled, OrderConfirmed, OrderCreated
 from tests.functions.conftest import ClientFactory, body, sink_events
@@ -35,14 +33,26 @@ def client(make_client: ClientFactory, sink: Sink) -> FunctionClient:
     return make_client("order", sink=sink.url)
 
 
+def wait_for(probe: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 def place(client: FunctionClient, payload: Any = None, **kwargs: Any) -> EventResult:
     return client.request("POST", "/orders", json=VALID if payload is None else payload, **kwargs)
 
 
-def placed(client: FunctionClient, payload: Any = None) -> dict[str, Any]:
+def placed(client: FunctionClient, payload: Any = None, *, sent: bool = True) -> dict[str, Any]:
+    """Place an order (201); with a sink and ``sent``, also wait until the relay sent its
+    event, so the documents tests compare no longer change under them."""
     result = place(client, payload)
     assert result.status == 201, result.body
     document: dict[str, Any] = body(result)
+    if sent and client.runtime.relay is not None:
+        wait_for(lambda: client.runtime.outbox.pending() == 0, "order.created sent")
+        document["events_pending"] = 0
     return document
 
 
@@ -56,6 +66,13 @@ def state_of(client: FunctionClient, order_id: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- POST /orders
 
 
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
 def test_placing_an_order_stores_it_and_publishes_order_created(
     client: FunctionClient, sink: Sink
 ) -> None:
@@ -66,9 +83,9 @@ def test_placing_an_order_stores_it_and_publishes_order_created(
     assert document["state"] == "PENDING"
     assert document["customer"] == VALID["customer"]
     assert document["items"] == VALID["items"]
-    assert document["events_pending"] == 0
     assert [h["state"] for h in document["history"]] == ["PENDING"]
 
+    wait_for(lambda: sink.requests, "the relay to send order.created")
     [(attributes, data)] = sink_events(sink)
     assert attributes["type"] == "com.example.shop.order.created"
     assert attributes["source"] == "/order"
@@ -77,75 +94,84 @@ def test_placing_an_order_stores_it_and_publishes_order_created(
     event = OrderCreated.model_validate_json(data)
     assert (event.order_id, event.customer.email) == (document["id"], "ada@example.com")
     assert [(i.sku, i.quantity) for i in event.items] == [("MUG", 2), ("POSTER", 1)]
-    assert state_of(client, document["id"]) == document
+    wait_for(lambda: state_of(client, document["id"])["events_pending"] == 0, "the row deleted")
+    assert {**state_of(client, document["id"]), "events_pending": None} == {
+        **document,
+        "events_pending": None,
+    }
 
 
-def test_the_outbox_keeps_the_event_when_the_broker_is_down(
-    make_client: ClientFactory,
-) -> None:
+def test_the_relay_retries_until_the_broker_takes_the_event(make_client: ClientFactory) -> None:
     with Sink(statuses=[503, 503]) as sink:
         client = make_client("order", sink=sink.url)
-        document = placed(client)
-        assert document["state"] == "PENDING"  # the order exists...
-        assert document["events_pending"] == 1  # ...and so does its unsent event
-        assert body(client.get("/outbox")) == {"pending": 1}
-
-        assert body(client.request("POST", "/outbox/flush")) == {
-            "published": 0,
-            "failed": 1,
-            "pending": 1,
-        }
-        assert body(client.request("POST", "/outbox/flush")) == {
-            "published": 1,
-            "failed": 0,
-            "pending": 0,
-        }
+        document = placed(client, sent=False)
+        wait_for(lambda: len(sink.requests) == 3, "two failures then the accepted send")
+        wait_for(lambda: body(client.get("/outbox")) == {"pending": 0}, "nothing pending")
         assert state_of(client, document["id"])["events_pending"] == 0
         ids = {attributes["id"] for attributes, _ in sink_events(sink)}
-        assert len(sink.requests) == 3
         assert len(ids) == 1  # every attempt is the same event: consumers dedupe copies
+        assert client.metric("cascade_outbox_pending", {"function": "order"}) == 0
 
 
 def test_without_a_sink_the_event_waits_in_the_outbox(make_client: ClientFactory) -> None:
     client = make_client("order")  # no K_SINK
     assert placed(client)["events_pending"] == 1
+    assert body(client.request("POST", "/outbox/flush")) == {
+        "published": 0,
+        "failed": 0,
+        "pending": 1,
+    }
+    assert client.metric("cascade_outbox_pending", {"function": "order"}) == 1
 
 
-def test_the_relay_thread_publishes_what_is_pending(make_client: ClientFactory) -> None:
-    with Sink(statuses=[500]) as sink:
-        client = make_client("order", sink=sink.url)
-        document = placed(client)
-        assert document["events_pending"] == 1
-        relay = OutboxRelay(
-            client.runtime.store.engine,
-            Publisher(sink.url, "/order", retries=0),
-            interval_seconds=0.02,
-            grace_seconds=0.0,
-        )
-        relay.ensure_running()
+def test_with_the_broker_port_closed_the_order_is_201_and_sent_once_it_is_back(
+    make_client: ClientFactory,
+) -> None:
+    # Issue 10 items 5/6: the POST answers after its commit and never waits on K_SINK.
+    port = closed_port()
+    client = make_client(
+        "order",
+        sink=f"http://127.0.0.1:{port}/ns/broker",
+        publish_backoff_seconds=0.05,
+        publish_backoff_max_seconds=0.2,
+    )
+    document = placed(client, sent=False)
+    assert body(client.request("POST", "/outbox/flush"))["pending"] == 1
+    assert state_of(client, document["id"])["events_pending"] == 1
+    with Sink(port=port) as sink:
+        wait_for(lambda: sink.requests, "the relay to send once the broker listens")
+        wait_for(lambda: client.runtime.outbox.pending() == 0, "the row deleted")
+        [(attributes, _)] = sink_events(sink)
+        assert attributes["partitionkey"] == document["id"]
+
+
+def test_with_the_broker_hanging_orders_are_still_201_and_sent_when_it_answers(
+    make_client: ClientFactory,
+) -> None:
+    hold = threading.Event()
+    with Sink(hold=hold) as sink:
         try:
-            deadline = time.monotonic() + 10
-            while relay.pending() and time.monotonic() < deadline:
-                time.sleep(0.02)
+            client = make_client("order", sink=sink.url, publish_timeout_seconds=120)
+            first = placed(client, sent=False)
+            wait_for(lambda: sink.requests, "the relay's send to reach the hanging broker")
+            # The relay is stuck inside a send: placing orders does not wait for it.
+            second = placed(client, sent=False)
+            assert client.runtime.outbox.pending() == 2
+            assert len(sink.requests) == 1
         finally:
-            relay.stop()
-            relay.publisher.close()
-        assert relay.pending() == 0
-        assert len(sink.requests) == 2
-        with client.runtime.store.session() as session:
-            row = session.scalars(select(OutboxEvent)).one()
-        assert row.attempts == 2
-        assert row.published_at is not None
+            hold.set()
+        wait_for(lambda: client.runtime.outbox.pending() == 0, "both events sent")
+        sent = [attributes["partitionkey"] for attributes, _ in sink_events(sink)]
+        assert sent == [first["id"], second["id"]]
 
 
-def test_the_relay_thread_stops_with_the_function(make_client: ClientFactory, sink: Sink) -> None:
+def test_the_relay_thread_runs_from_start_to_close(make_client: ClientFactory, sink: Sink) -> None:
     def relays() -> int:
-        return sum(t.name == "order-outbox-relay" for t in threading.enumerate())
+        return sum(t.name == "cascade-outbox-order" for t in threading.enumerate())
 
     before = relays()
     client = make_client("order", sink=sink.url)
-    placed(client)
-    assert relays() == before + 1
+    assert relays() == before + 1  # started with the app, before any request
     client.close()
     assert relays() == before
 
@@ -190,6 +216,7 @@ def test_invalid_orders_get_422_with_the_field(
     assert field in [error["field"] for error in problem["errors"]], problem
     assert field in problem["detail"]
     assert body(client.get("/orders")) == {"orders": []}
+    client.flush_outbox()  # nothing was committed to send
     assert sink.requests == []
 
 
@@ -215,6 +242,7 @@ def test_malformed_requests_get_a_clear_4xx(
     assert result.problem is not None
     assert words in result.problem["detail"]
     assert body(client.get("/orders")) == {"orders": []}
+    client.flush_outbox()  # nothing was committed to send
     assert sink.requests == []
 
 
@@ -233,6 +261,7 @@ def test_an_idempotency_key_returns_the_first_order(client: FunctionClient, sink
     assert other.status == 422
     assert "Idempotency-Key" in other.problem["detail"]  # type: ignore[index]
     assert len(body(client.get("/orders"))["orders"]) == 1
+    client.flush_outbox()
     assert len(sink.requests) == 1
     bad = place(client, headers={"Idempotency-Key": "x" * 256})
     assert bad.status == 400
@@ -360,6 +389,7 @@ def test_a_chunked_order_past_the_limit_is_413_not_cut_short(
     assert response.status_code == 413
     assert "limit" in response.get_json()["detail"]
     assert body(client.get("/orders")) == {"orders": []}
+    client.flush_outbox()  # nothing was committed to send
     assert sink.requests == []
     small = client.http.post(
         "/orders",

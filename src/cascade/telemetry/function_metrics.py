@@ -59,6 +59,8 @@ _RUNTIME_METRICS: Final = frozenset(
         "cascade_event_duration_seconds",
         "cascade_duplicates",
         "cascade_requests_rejected",
+        "cascade_outbox_pending",
+        "cascade_outbox_failed",
     }
 )
 

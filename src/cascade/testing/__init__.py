@@ -41,6 +41,7 @@ from cascade.discovery import DiscoveredFunction, DiscoveryError, discover
 from cascade.events import Event, bound_type
 from cascade.events import registry as global_registry
 from cascade.function import Function
+from cascade.outbox import FlushResult
 from cascade.publish import SinkTransport
 from cascade.reply import now_rfc3339
 from cascade.settings import Settings
@@ -137,7 +138,9 @@ class FunctionClient(ClosesOnExit):
     ``publish_transport`` carries what the function publishes: pass a
     :class:`RecordingTransport` (the default when no ``settings`` are given) to read it back
     with :meth:`published`; otherwise the settings' ``K_SINK`` gets real HTTP posts, and
-    without one publishing fails as it does in production.
+    without one publishing fails as it does in production. ``background_relay=False`` sends
+    what ``ctx.publish`` committed only when :meth:`flush_outbox` (or :meth:`published`) is
+    called, never from the relay's thread.
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class FunctionClient(ClosesOnExit):
         *,
         tracer_provider: TracerProvider | None = None,
         publish_transport: SinkTransport | None = None,
+        background_relay: bool = True,
     ) -> None:
         self.function = function
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -173,6 +177,7 @@ class FunctionClient(ClosesOnExit):
             registry=self.registry,
             tracer_provider=tracer_provider,
             publish_transport=publish_transport,
+            background_relay=background_relay,
         )
         self.http: FlaskClient = self.app.test_client()
 
@@ -242,6 +247,16 @@ class FunctionClient(ClosesOnExit):
         finally:
             response.close()
 
+    def flush_outbox(self) -> FlushResult:
+        """Send, from this thread, what ``ctx.publish`` committed and is due now (the relay
+        thread would send it moments later); returns the last pass's :class:`FlushResult`.
+        Without ``K_SINK`` nothing is sent."""
+        outbox = self.runtime.outbox
+        result = outbox.flush()
+        while result.published and result.pending and not result.failed:
+            result = outbox.flush()
+        return result
+
     # ------------------------------------------------------------------ inspection
 
     def published(self, model: type[Event] | str | None = None) -> list[Message]:
@@ -253,6 +268,7 @@ class FunctionClient(ClosesOnExit):
                 "this client does not record what it publishes: pass "
                 "publish_transport=RecordingTransport() (or no settings)"
             )
+        self.flush_outbox()  # what ctx.publish committed, sent now rather than moments later
         return self.recorder.messages(model)
 
     def spans(self) -> list[ReadableSpan]:

@@ -236,6 +236,7 @@ class Chain(ClosesOnExit):
                 Settings(**{"data_dir": data_dir, **values}),
                 tracer_provider=self.tracer_provider,
                 publish_transport=_IngressTransport(self),
+                background_relay=False,
             )
 
     def _pick_broker(self, broker: str | None) -> tuple[str, str]:
@@ -312,7 +313,11 @@ class Chain(ClosesOnExit):
 
         Raises ChainError past ``max_records`` (a reply loop: Kafka has no loop guard)."""
         processed = 0
-        while (job := self._next_job()) is not None:
+        while True:
+            self._publish_outboxes()  # what the last handler or route committed to publish
+            job = self._next_job()
+            if job is None:
+                break
             if processed >= self.max_records:
                 with self._lock:
                     self._jobs.insert(0, job)
@@ -324,6 +329,12 @@ class Chain(ClosesOnExit):
             self._runner.run(job.trigger.egress.process(job.record))
             processed += 1
         return processed
+
+    def _publish_outboxes(self) -> None:
+        """Send what the functions committed with ``ctx.publish``: their relays run only
+        here, between deliveries, so a chain's run is deterministic."""
+        for client in self.clients.values():
+            client.flush_outbox()
 
     def deliveries(
         self,

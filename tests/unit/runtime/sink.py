@@ -10,9 +10,20 @@ from tests.thread_server import QuietHandler, ThreadServer
 
 
 class Sink(ClosesOnExit):
-    """Answers POSTs with the scripted statuses in order (then 202), recording each request."""
+    """Answers POSTs with the scripted statuses in order (then 202), recording each request.
 
-    def __init__(self, statuses: Iterable[int] = (), headers: dict[str, str] | None = None) -> None:
+    ``hold``: every answer waits until that event is set (a sink that hangs); ``port``: listen
+    there (e.g. a port that was closed until now).
+    """
+
+    def __init__(
+        self,
+        statuses: Iterable[int] = (),
+        headers: dict[str, str] | None = None,
+        *,
+        hold: threading.Event | None = None,
+        port: int = 0,
+    ) -> None:
         self.statuses = list(statuses)
         self.extra_headers = headers or {}
         self.requests: list[tuple[dict[str, str], bytes]] = []
@@ -26,6 +37,8 @@ class Sink(ClosesOnExit):
                 with sink._lock:
                     sink.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                     status = sink.statuses.pop(0) if sink.statuses else 202
+                if hold is not None:
+                    hold.wait()
                 self.send_response(status)
                 for name, value in sink.extra_headers.items():
                     self.send_header(name, value)
@@ -33,7 +46,7 @@ class Sink(ClosesOnExit):
                 self.end_headers()
                 self.wfile.write(b"nope")
 
-        self._http = ThreadServer(Handler)
+        self._http = ThreadServer(Handler, port=port)
         self.url = f"{self._http.url}/ns/broker"
 
     def close(self) -> None:
