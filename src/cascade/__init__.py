@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cascade.events import Event, EventRegistry, bound_type, registry
     from cascade.function import Function
     from cascade.lifecycle import LifecycleContext
+    from cascade.outbox import FlushResult, Outbox
     from cascade.outcomes import DeadLetter, Drop, Retry
     from cascade.publish import Publisher, PublishError
     from cascade.reply import Reply
@@ -43,6 +44,8 @@ _HOMES = {
     "bound_type": "cascade.events",
     "Function": "cascade.function",
     "LifecycleContext": "cascade.lifecycle",
+    "FlushResult": "cascade.outbox",
+    "Outbox": "cascade.outbox",
     "DeadLetter": "cascade.outcomes",
     "Drop": "cascade.outcomes",
     "Retry": "cascade.outcomes",
@@ -59,9 +62,11 @@ __all__ = [
     "Drop",
     "Event",
     "EventRegistry",
+    "FlushResult",
     "Function",
     "HttpContext",
     "LifecycleContext",
+    "Outbox",
     "PublishError",
     "Publisher",
     "Reply",
