@@ -5,6 +5,7 @@ refuses for good, safe with several relays on one store, inside the publisher's 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from cascade import Context, Event, Function, HttpContext, Retry, Settings
 from cascade.outbox import Relay
 from cascade.publish import Publisher
 from cascade.testing import FunctionClient
+from tests.integration.postgres import throwaway_schema
 from tests.unit.runtime.sink import Sink
 
 
@@ -142,10 +144,24 @@ def test_a_refused_event_is_parked_with_its_reason(settings: Settings, quiet_rel
         assert client.metric("cascade_outbox_failed", {"function": "outboxer"}) == 1
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    if request.param == "sqlite":
+        yield None
+        return
+    with throwaway_schema("outbox_test") as url:
+        yield url
+
+
 def test_two_relays_on_one_store_send_each_event_once_in_key_order(
-    settings: Settings, quiet_relay: None
+    settings: Settings, quiet_relay: None, database_url: str | None
 ) -> None:
-    with Sink() as sink, FunctionClient(fn, settings.with_overrides(sink=sink.url)) as client:
+    with (
+        Sink() as sink,
+        FunctionClient(
+            fn, settings.with_overrides(sink=sink.url, database_url=database_url)
+        ) as client,
+    ):
         for n in range(30):
             client.request("POST", f"/steps/k{n % 3}/{n}")
         runtime = client.runtime
