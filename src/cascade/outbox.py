@@ -49,7 +49,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from cascade.events import Event
-from cascade.publish import Publisher, PublishError, is_retryable
+from cascade.publish import Publisher, PublishError, as_reply, is_retryable
 from cascade.reply import Reply
 from cascade.store import READ_ONLY, Store
 
@@ -157,16 +157,11 @@ class Outbox:
         extensions: dict[str, str] | None = None,
     ) -> str:
         """Write ``event`` in ``session``'s transaction; returns its CloudEvents id."""
-        attributes = self._publisher.attributes_for(
-            event,
-            subject=subject,
-            partitionkey=partitionkey,
-            extensions=extensions,
-            event_id=str(uuid.uuid4()),
-        )
+        reply = as_reply(event, subject=subject, partitionkey=partitionkey, extensions=extensions)
+        attributes = self._publisher.attributes_for(reply, event_id=str(uuid.uuid4()))
         carrier: dict[str, str] = {}
         propagate.inject(carrier)  # the publishing span: the relay's send span is its child
-        data = (event.event if isinstance(event, Reply) else event).to_json_bytes()
+        data = reply.event.to_json_bytes()
         session.execute(
             _INSERT,
             {

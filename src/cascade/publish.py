@@ -50,6 +50,7 @@ __all__ = [
     "SinkUnreachable",
     "TokenFile",
     "Urllib3Transport",
+    "as_reply",
     "is_retryable",
 ]
 
@@ -263,36 +264,12 @@ class Publisher(ClosesOnExit):
         """Send ``event``; returns its CloudEvents id. Raises PublishError when it fails."""
         if self.sink is None:
             raise PublishError("K_SINK is not set: there is nowhere to publish to")
-        attributes = self.attributes_for(
-            event,
-            subject=subject,
-            partitionkey=partitionkey,
-            extensions=extensions,
-            event_id=event_id,
-        )
-        data = (event.event if isinstance(event, Reply) else event).to_json_bytes()
-        return self.send(attributes, data)
+        reply = as_reply(event, subject=subject, partitionkey=partitionkey, extensions=extensions)
+        return self.send(self.attributes_for(reply, event_id=event_id), reply.event.to_json_bytes())
 
-    def attributes_for(
-        self,
-        event: Event | Reply,
-        *,
-        subject: str | None = None,
-        partitionkey: str | None = None,
-        extensions: Mapping[str, str] | None = None,
-        event_id: str | None = None,
-    ) -> dict[str, str]:
-        """The wire-form attributes ``event`` goes out with (``K_CE_OVERRIDES`` included);
+    def attributes_for(self, reply: Reply, *, event_id: str | None = None) -> dict[str, str]:
+        """The wire-form attributes ``reply`` goes out with (``K_CE_OVERRIDES`` included);
         the CloudEvents ``traceparent`` is added when it is sent."""
-        if isinstance(event, Reply):
-            reply = event
-        else:
-            reply = Reply(
-                event,
-                subject=subject,
-                partitionkey=partitionkey,
-                extensions=dict(extensions or {}),
-            )
         return outgoing_attributes(
             reply.event,
             source=reply.source or self.source,
@@ -392,6 +369,21 @@ class Publisher(ClosesOnExit):
 
     def close(self) -> None:
         self.transport.close()
+
+
+def as_reply(
+    event: Event | Reply,
+    *,
+    subject: str | None = None,
+    partitionkey: str | None = None,
+    extensions: Mapping[str, str] | None = None,
+) -> Reply:
+    """``event`` with its envelope choices (a Reply is taken as it is)."""
+    if isinstance(event, Reply):
+        return event
+    return Reply(
+        event, subject=subject, partitionkey=partitionkey, extensions=dict(extensions or {})
+    )
 
 
 def is_retryable(error: PublishError) -> bool:
