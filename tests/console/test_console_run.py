@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cascade.runner.command import _console_port
-from tests.e2e.harness import run_cli
+from tests.e2e.harness import ShopRun, run_cli
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,20 @@ def test_a_taken_console_port_stops_the_run_before_anything_starts(tmp_path: Pat
     assert f"the console cannot listen on 127.0.0.1:{port}" in result.stdout
     assert "  ready  " not in result.stdout
     assert not (tmp_path / "data" / "logs" / "broker.log").exists()
+
+
+@pytest.mark.slow
+def test_no_console_serves_none(tmp_path: Path) -> None:
+    run = ShopRun.in_dir(tmp_path)
+    run.args = ("--no-console",)
+    try:
+        run.start()
+        state = run.state()
+        assert state is not None
+        assert state["console"] == {}
+        table = run.output().split("ENDPOINT", 1)[1].splitlines()
+        assert table[1].split()[0] == "order"  # the order API is first again
+        assert all(not line.strip().startswith("console ") for line in table)
+        assert run.stop() == 0, run.output()
+    finally:
+        run.kill_all()
