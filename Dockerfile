@@ -22,14 +22,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone: this layer is reused until they change.
+# Dependencies first: this layer is reused until they change. requirements/image.txt pins every
+# package with its hashes (scripts/image_requirements.py writes it from pyproject.toml), so pip
+# refuses any file that is not exactly the one resolved; the build backend comes from it too,
+# hence no build isolation for the project itself.
+COPY requirements/image.txt requirements.txt
+RUN pip install --require-hashes -r requirements.txt
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" > requirements.txt \
- && pip install -r requirements.txt
 COPY src/ src/
-RUN pip install --no-deps . \
- && pip uninstall -y pip setuptools
+RUN pip install --no-deps --no-build-isolation . \
+ && pip uninstall -y pip setuptools wheel
 
 # ---------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE}
