@@ -22,6 +22,10 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+if not __package__:  # run as a file (python scripts/...): make `scripts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts import generated  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
 OUTPUT = ROOT / "requirements" / "image.txt"
@@ -145,13 +149,8 @@ def main(argv: Sequence[str]) -> int:
             print("run `python scripts/image_requirements.py`", file=sys.stderr)
         return 1 if issues else 0
     if argv:
-        print("usage: python scripts/image_requirements.py [--check]", file=sys.stderr)
-        return 2
-    text = render({arch: resolve(arch) for arch in ARCHITECTURES})
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
-    return 0
+        return generated.usage("image_requirements.py")
+    return generated.write(OUTPUT, render({arch: resolve(arch) for arch in ARCHITECTURES}), ROOT)
 
 
 if __name__ == "__main__":

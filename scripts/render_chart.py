@@ -15,6 +15,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+if not __package__:  # run as a file (python scripts/...): make `scripts` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts import generated  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "cascade"
 GOLDEN = ROOT / "k8s" / "rendered" / "shop.yaml"
@@ -77,12 +81,8 @@ def main(argv: list[str]) -> int:
             return 1
         return 0
     if argv:
-        print("usage: python scripts/render_chart.py [--check]", file=sys.stderr)
-        return 2
-    GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-    GOLDEN.write_text(wanted, encoding="utf-8")
-    print(f"wrote {GOLDEN.relative_to(ROOT)}")
-    return 0
+        return generated.usage("render_chart.py")
+    return generated.write(GOLDEN, wanted, ROOT)
 
 
 if __name__ == "__main__":
