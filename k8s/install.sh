@@ -295,6 +295,7 @@ cat <<EOF
 ==> The cluster is ready (context $CONTEXT). Next:
     make dev                    build the function images and deploy the chart, then redeploy on
                                 every change (skaffold dev; needs skaffold)
+    (pin the Dockerfile's base image by digest first: docs/kubernetes.md, "Images and dependencies")
     or, without skaffold:
       for f in order inventory payment notification dead-letter; do
         docker build --build-arg FUNCTION=\$f -t cascade-\$f:0.1.0 . && kind load docker-image cascade-\$f:0.1.0 --name $CLUSTER
