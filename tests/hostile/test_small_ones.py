@@ -40,11 +40,8 @@ def test_a_seed_past_its_column_is_422_not_500(
 
 @pytest.mark.parametrize(
     "email",
-    [
-        "ada@example.com,eve@example.net",
-        "ada@example.com;eve@example.net",
-        "ada@example.com, eve@x.org",
-    ],
+    # Each passes a one-@ pattern, and each is two recipients to an SMTP library.
+    ["eve,ada@example.com", "eve;ada@example.com", "ada@example.com,eve", "ada@example.com;eve"],
 )
 def test_an_address_list_is_refused_where_it_enters(make_client: ClientFactory, email: str) -> None:
     order = make_client("order")

@@ -12,13 +12,10 @@ from typing import Any
 import orjson
 import pytest
 from click.testing import CliRunner
-from hypothesis import given
-from hypothesis import strategies as st
 
 from cascade.commands.dlq import dlq
 from cascade.commands.trace import trace as trace_command
 from cascade.runner.display import format_activity
-from cascade.terminal import printable, printable_json
 from cascade.traces.store import STORE_FILE, SpanStore, StoredSpan
 from cascade.traces.waterfall import render_trace
 from tests.thread_server import QuietHandler, ThreadServer
@@ -31,28 +28,6 @@ def assert_safe(output: str) -> None:
     assert not CONTROL & set(output.replace("\n", "")), repr(output)
     assert not any(line.startswith("FORGED") for line in output.splitlines()), output
     assert "\\x1b" in output or "\\u001b" in output  # shown, escaped
-
-
-@given(st.text())
-def test_printable_leaves_one_printable_line(text: str) -> None:
-    shown = printable(text)
-    assert shown.isprintable()
-    assert printable(shown) == shown
-    if text.isprintable():
-        assert shown == text
-
-
-@given(
-    st.recursive(
-        st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
-        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
-    )
-)
-def test_printable_json_is_the_same_document(document: object) -> None:
-    text = orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
-    shown = printable_json(text)
-    assert orjson.loads(shown) == document
-    assert all(line.isprintable() for line in shown.split("\n"))
 
 
 def test_run_and_tail_lines_escape_event_text() -> None:
