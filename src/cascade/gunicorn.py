@@ -1,5 +1,9 @@
 """The gunicorn preset that serves a function: fork-safe, no control socket, graceful drain.
 
+- gthread workers (``CASCADE_WORKERS`` processes x ``CASCADE_THREADS`` threads, 2 x 4 by
+  default): connections wait in the worker's poller until they send something, and one slow
+  client holds at most one thread, so the others keep serving events and health checks.
+
 - The master imports the function, creates its tables and prepares multiprocess metrics, then
   forks; it never starts tracing (the BatchSpanProcessor thread would not survive ``fork``)
   and disposes its database engine before forking.
@@ -50,8 +54,10 @@ def gunicorn_options(function: Function, settings: Settings) -> dict[str, Any]:
         "bind": [f"{_host(settings.host)}:{settings.port}"],
         "workers": settings.workers,
         "threads": settings.threads,
-        # sync gave the best throughput/latency here (toolchain.md); threads > 1 → gthread.
-        "worker_class": "sync",
+        # gthread: a bounded pool of ``threads`` per worker behind a poller. A client that
+        # trickles its request holds one thread, not the worker, so health checks and other
+        # requests go on (issue 10, item 7); bench/worker_setup.py measures it against sync.
+        "worker_class": "gthread",
         # gunicorn wants whole seconds.
         "graceful_timeout": math.ceil(settings.graceful_timeout_seconds),
         "timeout": math.ceil(settings.timeout_seconds),

@@ -26,7 +26,7 @@ __all__ = ["prepare", "serve"]
 @click.option("--host", help="Interface to listen on (env CASCADE_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (env PORT, default 8080).")
 @click.option("--workers", type=int, help="Worker processes (env CASCADE_WORKERS, default 2).")
-@click.option("--threads", type=int, help="Threads per worker (env CASCADE_THREADS, default 1).")
+@click.option("--threads", type=int, help="Threads per worker (env CASCADE_THREADS, default 4).")
 @click.option(
     "--graceful-timeout",
     type=float,

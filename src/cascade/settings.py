@@ -55,7 +55,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 2
-    threads: int = 1
+    threads: int = 4  # gthread's pool: health checks keep answering while a client trickles
     graceful_timeout_seconds: float = 30.0
     timeout_seconds: float = 60.0
     # Sender identity (cascade.identity): unset audience = no token needed.
@@ -175,7 +175,7 @@ class Settings:
         values["host"] = reader.text("CASCADE_HOST") or "127.0.0.1"
         values["port"] = reader.integer("PORT", 8080)
         values["workers"] = reader.integer("CASCADE_WORKERS", 2)
-        values["threads"] = reader.integer("CASCADE_THREADS", 1)
+        values["threads"] = reader.integer("CASCADE_THREADS", 4)
         values["graceful_timeout_seconds"] = reader.number("CASCADE_GRACEFUL_TIMEOUT", 30.0)
         values["timeout_seconds"] = reader.number("CASCADE_TIMEOUT", 60.0)
         values["oidc_audience"] = reader.text("CASCADE_OIDC_AUDIENCE")

@@ -19,7 +19,7 @@ def test_defaults() -> None:
         "127.0.0.1",
         8080,
         2,
-        1,
+        4,
     )
     assert settings.database_url_for("greeter") == "sqlite:///.cascade/greeter.sqlite3"
     assert settings.source_for("greeter") == "/greeter"
