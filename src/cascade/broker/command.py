@@ -11,12 +11,17 @@ from pathlib import Path
 import click
 
 from cascade.broker.banner import loop_risks, render_startup
+from cascade.broker.http.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT_SECONDS
 from cascade.broker.log.base import LogError
 from cascade.broker.log.factory import LogKind
 from cascade.broker.log.options import check_log_options, log_options, retention_policy
 from cascade.broker.oidc import AuthorizationMode
 from cascade.broker.server import BrokerServer, new_event_loop
-from cascade.broker.settings import DEFAULT_MAX_EVENT_BYTES, BrokerSettings
+from cascade.broker.settings import (
+    DEFAULT_MAX_ANSWER_BYTES,
+    DEFAULT_MAX_EVENT_BYTES,
+    BrokerSettings,
+)
 from cascade.broker.topology import ManifestError, Topology, load_topology
 from cascade.broker.topology.service_urls import ServiceUrlError, parse_service_urls
 from cascade.telemetry.tracing import setup_tracing
@@ -73,6 +78,28 @@ EXIT_START_FAILED = 1
     help="Largest event (attributes + data) the ingress stores; larger ones get 503.",
 )
 @click.option(
+    "--max-answer-bytes",
+    default=DEFAULT_MAX_ANSWER_BYTES,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Largest answer body read from a subscriber or sink (chunked or not); a longer one "
+    "fails the attempt.",
+)
+@click.option(
+    "--max-connections",
+    default=DEFAULT_MAX_CONNECTIONS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Open HTTP connections at once; past it a new one gets 503 and is closed.",
+)
+@click.option(
+    "--read-timeout",
+    default=DEFAULT_READ_TIMEOUT_SECONDS,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a client has to send a request head, and again its body (408).",
+)
+@click.option(
     "--max-hops",
     type=click.IntRange(min=1),
     default=None,
@@ -115,6 +142,9 @@ def broker(
     partitions: int,
     max_inflight: int,
     max_event_bytes: int,
+    max_answer_bytes: int,
+    max_connections: int,
+    read_timeout: float,
     max_hops: int | None,
     drain_seconds: float,
     oidc: bool,
@@ -145,6 +175,9 @@ def broker(
             partitions=partitions,
             max_inflight=max_inflight,
             max_event_bytes=max_event_bytes,
+            max_answer_bytes=max_answer_bytes,
+            max_connections=max_connections,
+            read_timeout=read_timeout,
             max_hops=max_hops,
             drain_seconds=drain_seconds,
             oidc=oidc,

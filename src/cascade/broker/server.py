@@ -27,6 +27,7 @@ from cascade.broker.dispatch.sender import HttpSender
 from cascade.broker.event import Record, StoredEvent
 from cascade.broker.http.admin import Admin, TriggerView
 from cascade.broker.http.client import HttpClient
+from cascade.broker.http.limits import CappedServer
 from cascade.broker.ingress.appender import Appender
 from cascade.broker.ingress.receiver import BrokerEndpoint, Ingress, broker_path
 from cascade.broker.log.base import BrokerLog
@@ -135,7 +136,10 @@ class BrokerServer:
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=_MAX_CONNECTIONS_PER_HOST),
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self._client = HttpClient(max_per_origin=_MAX_CONNECTIONS_PER_HOST)
+        answer_limit = self.settings.max_answer_bytes
+        self._client = HttpClient(
+            max_per_origin=_MAX_CONNECTIONS_PER_HOST, max_body_bytes=answer_limit
+        )
         if self.settings.oidc:
             # The issuer's URL names the port, and deliveries sign tokens before the ingress
             # opens: bind first.
@@ -153,6 +157,7 @@ class BrokerServer:
             self._tracing,
             self.metrics,
             token_for=None if self.identity is None else self.identity.trigger_token,
+            max_answer_bytes=answer_limit,
         )
         for trigger in self.topology.triggers:
             key = (trigger.namespace, trigger.broker)
@@ -272,6 +277,7 @@ class BrokerServer:
             max_event_bytes=self.settings.max_event_bytes,
             draining=lambda: self._draining,
             identity=self.identity,
+            body_timeout=self.settings.read_timeout,
         )
         admin = Admin(self._views, self.metrics, self._executor, draining=lambda: self._draining)
         admin_routes = admin.routes()
@@ -302,7 +308,13 @@ class BrokerServer:
             )
 
         # aiohttp's low-level server: routing is one dict lookup here, no router or middlewares.
-        low_level = web.Server(route, request_factory=make_request, access_log=None)
+        low_level = CappedServer(
+            route,
+            request_factory=make_request,
+            access_log=None,
+            max_connections=self.settings.max_connections,
+            read_timeout=self.settings.read_timeout,
+        )
         self._runner = web.ServerRunner(low_level, shutdown_timeout=5.0)
         await self._runner.setup()
         site: web.BaseSite = (

@@ -51,7 +51,11 @@ def delivery_headers(target: AttemptTarget, event: StoredEvent) -> dict[str, str
 
 
 class HttpSender:
-    """Plain ``http://`` goes through the lean HttpClient (the hot path), ``https://`` aiohttp."""
+    """Plain ``http://`` goes through the lean HttpClient (the hot path), ``https://`` aiohttp.
+
+    Both read at most ``max_answer_bytes`` of an answer's body (chunked or not); a longer one is
+    a transport error, so the attempt is retried and the event ends in the dead-letter sink.
+    """
 
     def __init__(
         self,
@@ -60,8 +64,11 @@ class HttpSender:
         tracing: BrokerTracing,
         metrics: BrokerMetrics,
         token_for: TokenFor | None = None,
+        *,
+        max_answer_bytes: int,
     ) -> None:
         self._client = client
+        self._max_answer_bytes = max_answer_bytes
         self._session = session
         self._tracing = tracing
         self._metrics = metrics
@@ -131,7 +138,15 @@ class HttpSender:
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as answer:
-            return HttpResponse(answer.status, answer.headers, await answer.read())
+            body = await answer.content.read(self._max_answer_bytes + 1)
+            while len(body) <= self._max_answer_bytes and not answer.content.at_eof():
+                more = await answer.content.read(self._max_answer_bytes + 1 - len(body))
+                if not more:
+                    break
+                body += more
+            if len(body) > self._max_answer_bytes:
+                raise HttpProtocolError(f"response body larger than {self._max_answer_bytes} bytes")
+            return HttpResponse(answer.status, answer.headers, body)
 
 
 def _end_attempt_span(span: Span, status: int | None) -> None:

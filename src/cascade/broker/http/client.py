@@ -7,6 +7,11 @@ connection close; 1xx answers skipped; keep-alive connections pooled per origin,
 ``max_per_origin`` at once (the Kafka data plane's webclient maxPoolSize is 100) and closed after
 ``idle_timeout`` seconds unused (its idleTimeout is 10 s). ``https://`` goes through aiohttp.
 
+Every answer is bounded: its head by :data:`MAX_HEAD_BYTES`, its body by ``max_body_bytes``
+(the broker passes ``--max-event-bytes``: a reply must fit the log anyway) whatever the framing,
+so a subscriber streaming one endless chunk is cut off as soon as the chunk's announced size, or
+the bytes received, pass the limit, instead of growing the broker until the timeout.
+
 Errors: ``TimeoutError`` when ``timeout`` passes, ``OSError`` (refused, reset, closed early) and
 :class:`HttpProtocolError` (a malformed or oversized answer). A pooled connection the server
 closed while idle is retried once on a fresh one, as the request never reached the server.
@@ -29,7 +34,7 @@ __all__ = ["HttpClient", "HttpProtocolError", "RawResponse"]
 
 _LINE_BREAK = re.compile(r"[\r\n]")
 MAX_HEAD_BYTES = 64 * 1024
-MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_BODY_BYTES = 64 * 1024 * 1024  # the default of ``max_body_bytes``
 
 
 class HttpProtocolError(Exception):
@@ -58,8 +63,9 @@ class _Target:
 class _Connection(asyncio.Protocol):
     """One TCP connection; one exchange at a time."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_body_bytes: int) -> None:
         self._loop = loop
+        self._max_body = max_body_bytes
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reusable = False
@@ -188,8 +194,8 @@ class _Connection(asyncio.Protocol):
                     self._finish(b"".join(self._chunks))
                 return
             # "close": the body runs until the server closes the connection.
-            if len(self._buffer) > MAX_BODY_BYTES:
-                raise HttpProtocolError("response body larger than 64 MiB")
+            if len(self._buffer) > self._max_body:
+                raise self._too_large()
             return
 
     def _start_body(self, version: int, status: int, headers: CIMultiDict[str]) -> None:
@@ -209,8 +215,8 @@ class _Connection(asyncio.Protocol):
             if len(lengths) > 1 or not next(iter(lengths)).strip().isdigit():
                 raise HttpProtocolError(f"invalid Content-Length {sorted(lengths)!r}")
             self._framing, self._remaining = "length", int(next(iter(lengths)))
-            if self._remaining > MAX_BODY_BYTES:
-                raise HttpProtocolError("response body larger than 64 MiB")
+            if self._remaining > self._max_body:
+                raise self._too_large()
         else:
             self._framing = "close"
             keep_alive = False
@@ -242,6 +248,8 @@ class _Connection(asyncio.Protocol):
                 del self._buffer[: line_end + 2]
                 self._remaining = -1
                 continue
+            if self._body_size + size > self._max_body:
+                raise self._too_large()  # before buffering a chunk that would not fit
             if len(self._buffer) < line_end + 2 + size + 2:
                 return False
             start = line_end + 2
@@ -249,9 +257,10 @@ class _Connection(asyncio.Protocol):
                 raise HttpProtocolError("chunk not followed by CRLF")
             self._chunks.append(bytes(self._buffer[start : start + size]))
             self._body_size += size
-            if self._body_size > MAX_BODY_BYTES:
-                raise HttpProtocolError("response body larger than 64 MiB")
             del self._buffer[: start + size + 2]
+
+    def _too_large(self) -> HttpProtocolError:
+        return HttpProtocolError(f"response body larger than {self._max_body} bytes")
 
     def _finish(self, body: bytes) -> None:
         assert self._head is not None
@@ -300,8 +309,10 @@ class HttpClient:
         max_per_origin: int = 100,
         idle_timeout: float = 10.0,
         user_agent: str = "cascade-broker",
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._max_per_origin = max_per_origin
+        self._max_body_bytes = max_body_bytes
         self._idle_timeout = idle_timeout
         self._user_agent = user_agent
         self._pools: dict[tuple[str, int], _Pool] = {}
@@ -416,7 +427,7 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         try:
             _, connection = await loop.create_connection(
-                lambda: _Connection(loop), target.host, target.port
+                lambda: _Connection(loop, self._max_body_bytes), target.host, target.port
             )
         except BaseException:
             pool.open -= 1

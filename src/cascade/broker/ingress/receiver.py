@@ -2,13 +2,16 @@
 
 The caller (server.py) has already answered probes and non-POST methods (405). Here:
 unknown path → 404 before the body is read; not a CloudEvent, a batch, missing or malformed
-``id``/``source``/``type``/``time``/``specversion`` → 400; an event over the size limit or a
-failed store → 503; stored durably → 202. Every answer has an empty body. The event is stored as
-received: binary bodies untouched, structured JSON turned into the binary form, nothing added.
+``id``/``source``/``type``/``time``/``specversion`` → 400; a body that does not arrive within
+``body_timeout`` seconds (``--read-timeout``) → 408 and the connection is closed; an event over
+the size limit or a failed store → 503; stored durably → 202. Every answer has an empty body.
+The event is stored as received: binary bodies untouched, structured JSON turned into the
+binary form, nothing added.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -53,7 +56,9 @@ class Ingress:
         max_event_bytes: int,
         draining: Callable[[], bool],
         identity: BrokerIdentity | None = None,
+        body_timeout: float = 10.0,
     ) -> None:
+        self._body_timeout = body_timeout
         self._endpoints = dict(endpoints)
         self._metrics = metrics
         self._tracing = tracing
@@ -89,9 +94,14 @@ class Ingress:
             return self._reject(400, str(exc), request.path)
         await _continue_if_expected(request)
         try:
-            body = await request.read()
+            async with asyncio.timeout(self._body_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._reject(503, "event larger than --max-event-bytes", request.path)
+        except TimeoutError:
+            slow = self._reject(408, "the body did not arrive within --read-timeout", request.path)
+            slow.force_close()
+            return slow
         try:
             if attributes is None:
                 event = StoredEvent(*structured_attributes(body))
