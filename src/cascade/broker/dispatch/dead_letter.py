@@ -4,6 +4,12 @@ All attributes, extensions and data of the delivered event are kept, then:
 ``knativeerrordest`` (always), ``knativeerrorcode`` (the status as a string, only with a response),
 ``knativeerrordata`` (base64 of the first 1024 body bytes, only with a non-empty body) and one
 extension per ``kne-<name>`` response header (``<name>`` lowercased).
+
+A ``kne-*`` value comes from the failing subscriber and may hold bytes that are not UTF-8 or
+control characters; the sink would refuse such an attribute (and the event be lost), so the
+value is kept readable instead: undecodable bytes as ``\\xNN``, controls escaped
+(:func:`cascade.terminal.printable`). When the broker itself decides why (a malformed answer,
+an error of its own), ``reason`` says so.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ import logging
 from cascade.broker.dispatch.delivery import HttpResponse
 from cascade.broker.event import StoredEvent
 from cascade.codec import is_attribute_name
+from cascade.terminal import printable
 
-__all__ = ["ERROR_DATA_LIMIT", "dead_letter_event"]
+__all__ = ["ERROR_DATA_LIMIT", "REASON_EXTENSION", "dead_letter_event", "safe_value"]
 
 ERROR_DATA_LIMIT = 1024
+REASON_EXTENSION = "reason"  # what a Kne-Reason header becomes; the DLQ tools show it
 _KNE_PREFIX = "kne-"
 # A kne-* header may add extensions, not rewrite the event's identity or Knative's own fields.
 _PROTECTED = frozenset(
@@ -39,15 +47,28 @@ _PROTECTED = frozenset(
 logger = logging.getLogger(__name__)
 
 
+def safe_value(value: str) -> str:
+    """``value`` as an attribute every receiver accepts: valid UTF-8 (the HTTP client keeps
+    undecodable header bytes as surrogate escapes), no control characters."""
+    raw = value.encode("utf-8", "surrogateescape")
+    return printable(raw.decode("utf-8", "backslashreplace"))
+
+
 def dead_letter_event(
-    event: StoredEvent, destination: str, response: HttpResponse | None
+    event: StoredEvent,
+    destination: str,
+    response: HttpResponse | None,
+    *,
+    reason: str | None = None,
 ) -> StoredEvent:
     """``event`` with the error extensions for a failed delivery to ``destination``.
 
     ``response`` is the last HTTP response, or None after a transport error, a timeout or a
-    malformed reply: then only ``knativeerrordest`` is added.
+    malformed reply: then only ``knativeerrordest`` is added, and ``reason`` when given.
     """
     attributes = dict(event.attributes)
+    if reason is not None:
+        attributes[REASON_EXTENSION] = safe_value(reason)
     attributes["knativeerrordest"] = destination
     if response is not None:
         attributes["knativeerrorcode"] = str(response.status)
@@ -66,5 +87,5 @@ def dead_letter_event(
                     extension,
                 )
                 continue
-            attributes[extension] = value
+            attributes[extension] = safe_value(value)
     return StoredEvent(attributes, event.data)

@@ -5,7 +5,13 @@
    stored in the log (§5); an empty answer is plain success; any other body is a failure.
 3. On failure, send to the dead-letter sink with the error extensions (§4), same policy; a
    CloudEvent answer from the sink is stored too. Without a sink, or if it fails, the event is
-   dropped (the cursor moves on, §4.3).
+   dropped (the cursor moves on, §4.3): counted, logged and shown in the activity feed.
+
+Never dropped for the broker's own sake: an error of the broker while filtering, sending,
+reading an answer or storing a reply (a value it cannot encode, data it cannot serialise, ...)
+sends the event to the dead-letter sink with ``reason`` naming the stage and the error; a dead
+letter the sink cannot take as built is sent once more with every attribute made safe
+(:func:`~cascade.broker.dispatch.dead_letter.safe_value`).
 
 ``process`` returns only when the record is finished, so the caller may then mark it committable.
 """
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 
 from opentelemetry.trace import Status, StatusCode
 
-from cascade.broker.dispatch.dead_letter import dead_letter_event
+from cascade.broker.dispatch.dead_letter import REASON_EXTENSION, dead_letter_event, safe_value
 from cascade.broker.dispatch.delivery import (
     DeliveryResult,
     HttpResponse,
@@ -139,27 +145,29 @@ class TriggerEgress:
     async def process(self, record: Record) -> None:
         """Filter, deliver, reply or dead-letter one record; return when it is finished."""
         event = with_kafka_metadata(record)
-        if not self.config.filter.matches(event.attributes):
-            return
         clock = _AttemptClock()
-        result = await self._deliver(self._subscriber, event, record.headers, clock)
-        if result.succeeded:
-            assert result.response is not None
-            problem = await self._handle_answer(event, result.response, "subscriber")
-            if problem is None:
-                self._count(Outcome.DELIVERED)
-                self._note(event, Outcome.DELIVERED, result.attempts, clock)
+        attempts = 0
+        stage = "evaluating the Trigger's filter"
+        try:
+            if not self.config.filter.matches(event.attributes):
                 return
-            logger.warning(
-                "trigger %s: subscriber %s answered %s; dead-lettering event %s without retry",
-                self._label,
-                self.config.subscriber,
-                problem,
-                event.attributes.get("id"),
-            )
-            failed = dead_letter_event(event, self.config.subscriber, None)
-        else:
-            failed = dead_letter_event(event, self.config.subscriber, result.response)
+            stage = "delivering to the subscriber"
+            result = await self._deliver(self._subscriber, event, record.headers, clock)
+            attempts = result.attempts
+            stage = "handling the subscriber's answer"
+            failed = await self._after_delivery(event, result, clock)
+        except Exception as exc:
+            failed = self._broker_failure(event, stage, exc)
+        if failed is None:
+            return
+        outcome = await self._dead_letter(failed, record.headers)
+        self._note(failed, outcome, attempts, clock)
+
+    async def _after_delivery(
+        self, event: StoredEvent, result: DeliveryResult, clock: _AttemptClock
+    ) -> StoredEvent | None:
+        """None when delivered (a reply stored), else the dead letter to send."""
+        if not result.succeeded:
             logger.info(
                 "trigger %s: delivery of event %s to %s failed: %s",
                 self._label,
@@ -167,8 +175,36 @@ class TriggerEgress:
                 self.config.subscriber,
                 result.describe(),
             )
-        outcome = await self._dead_letter(failed, record.headers)
-        self._note(failed, outcome, result.attempts, clock)
+            return dead_letter_event(event, self.config.subscriber, result.response)
+        assert result.response is not None
+        problem = await self._handle_answer(event, result.response, "subscriber")
+        if problem is None:
+            self._count(Outcome.DELIVERED)
+            self._note(event, Outcome.DELIVERED, result.attempts, clock)
+            return None
+        logger.warning(
+            "trigger %s: subscriber %s answered %s; dead-lettering event %s without retry",
+            self._label,
+            self.config.subscriber,
+            problem,
+            event.attributes.get("id"),
+        )
+        return dead_letter_event(
+            event, self.config.subscriber, None, reason=f"the subscriber answered {problem}"
+        )
+
+    def _broker_failure(self, event: StoredEvent, stage: str, exc: Exception) -> StoredEvent:
+        logger.exception(
+            "trigger %s: broker error while %s for event %s; dead-lettering it",
+            self._label,
+            stage,
+            event.attributes.get("id"),
+        )
+        # Built without dead_letter_event: whatever failed must not fail this too.
+        failed = StoredEvent(
+            {**event.attributes, "knativeerrordest": self.config.subscriber}, event.data
+        )
+        return _made_safe(failed, f"broker error while {stage}: {type(exc).__name__}: {exc}")
 
     async def _deliver(
         self,
@@ -214,7 +250,18 @@ class TriggerEgress:
             "dead-letter sink",
             self.config.dead_letter_audience,
         )
-        result = await self._deliver(target, event, record_headers)
+        try:
+            result = await self._deliver(target, event, record_headers)
+        except Exception as exc:
+            logger.exception(
+                "trigger %s: the dead letter of event %s could not be sent as built; "
+                "sending it with every attribute made safe",
+                self._label,
+                event_id,
+            )
+            why = f"the sink could not be sent the dead letter as built: {exc!r}"
+            event = _made_safe(event, f"{event.attributes.get(REASON_EXTENSION, '')} ({why})")
+            result = await self._deliver(target, event, record_headers)
         if not result.succeeded:
             self._count(Outcome.DROPPED)
             logger.warning(
@@ -226,7 +273,10 @@ class TriggerEgress:
             )
             return Outcome.DROPPED
         assert result.response is not None
-        problem = await self._handle_answer(event, result.response, "dead-letter sink")
+        try:
+            problem = await self._handle_answer(event, result.response, "dead-letter sink")
+        except Exception as exc:  # the event is in the sink already; only its answer is lost
+            problem = f"an answer the broker could not handle ({exc!r})"
         if problem is not None:
             logger.warning(
                 "trigger %s: dead-letter sink %s took event %s but answered %s",
@@ -314,6 +364,13 @@ class TriggerEgress:
             latency=clock.latency,
             elapsed=time.perf_counter() - clock.first,
         )
+
+
+def _made_safe(event: StoredEvent, reason: str) -> StoredEvent:
+    """``event`` with every attribute value safe for any receiver and ``reason`` set."""
+    attributes = {name: safe_value(value) for name, value in event.attributes.items()}
+    attributes[REASON_EXTENSION] = safe_value(reason)[:1000]
+    return StoredEvent(attributes, event.data)
 
 
 class _AttemptClock:

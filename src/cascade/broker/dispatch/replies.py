@@ -54,6 +54,8 @@ def interpret_answer(response: HttpResponse) -> Answer:
         if not response.body:
             return Answer(AnswerKind.NO_REPLY)
         return Answer(AnswerKind.MALFORMED, problem=str(exc))
+    except Exception as exc:  # e.g. data nested past what the JSON codec handles
+        return Answer(AnswerKind.MALFORMED, problem=f"{type(exc).__name__}: {exc}")
     return Answer(AnswerKind.REPLY, event)
 
 
