@@ -1,4 +1,9 @@
-"""A small blocking HTTP client for the CLI commands (stdlib ``http.client``, one request each)."""
+"""A small blocking HTTP client for the CLI commands (stdlib ``http.client``, one request each).
+
+An answer's body is read up to :data:`MAX_ANSWER_BYTES` (64 MiB); a longer one is an error,
+not a command that eats the machine's memory because a server (or whatever answers at that
+URL) sends without end.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["Answer", "Unreachable", "check_url", "request"]
+__all__ = ["MAX_ANSWER_BYTES", "Answer", "Unreachable", "check_url", "request"]
+
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
 class Unreachable(Exception):
@@ -66,9 +73,11 @@ def request(
     try:
         connection.request(method, path, body=body, headers=dict(headers or {}))
         response = connection.getresponse()
-        return Answer(
-            response.status, response.reason, tuple(response.getheaders()), response.read()
-        )
+        body = response.read(MAX_ANSWER_BYTES + 1)
+        response.close()  # a partial read leaves it open, holding the socket
+        if len(body) > MAX_ANSWER_BYTES:
+            raise Unreachable(f"{url} answered more than {MAX_ANSWER_BYTES} bytes; not read")
+        return Answer(response.status, response.reason, tuple(response.getheaders()), body)
     except (OSError, http.client.HTTPException) as exc:
         raise Unreachable(f"cannot reach {url}: {exc or type(exc).__name__}") from None
     finally:

@@ -12,7 +12,9 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-__all__ = ["ActivityClient", "FeedError", "broker_origin"]
+__all__ = ["MAX_LINE_BYTES", "ActivityClient", "FeedError", "broker_origin"]
+
+MAX_LINE_BYTES = 1024 * 1024  # one entry; the broker's are a few hundred bytes
 
 
 class FeedError(Exception):
@@ -58,6 +60,7 @@ class ActivityClient:
             query["limit"] = str(limit)
         path = "/-/activity" + (f"?{urlencode(query)}" if query else "")
         connection = self._connection()
+        response: http.client.HTTPResponse | None = None
         try:
             connection.request("GET", path, headers={"Accept": "application/x-ndjson"})
             response = connection.getresponse()
@@ -69,9 +72,11 @@ class ActivityClient:
                     + " (is this a cascade broker?)"
                 )
             while True:
-                line = response.readline()
+                line = response.readline(MAX_LINE_BYTES + 1)
                 if not line:
                     return
+                if len(line) > MAX_LINE_BYTES:
+                    raise FeedError(f"the activity feed sent a line over {MAX_LINE_BYTES} bytes")
                 line = line.strip()
                 if not line:
                     continue  # heartbeat
@@ -82,4 +87,6 @@ class ActivityClient:
                 if isinstance(entry, dict):
                     yield entry
         finally:
+            if response is not None:
+                response.close()
             connection.close()
