@@ -81,7 +81,7 @@ def run(sender: FakeSender, *, publish: Callable[..., Any] | None = None, **kw: 
     )
     egress = TriggerEgress(
         config,
-        sender,  # type: ignore[arg-type]
+        sender.send,
         store,
         BrokerMetrics(CollectorRegistry()),
         **kw,
