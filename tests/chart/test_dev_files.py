@@ -551,3 +551,28 @@ def test_install_sh_waits_for_every_custom_resource_before_helm_test() -> None:
     values = _yaml(CHART / "values.yaml")
     assert "--timeout 5m" in deploy
     assert values["tests"]["timeoutSeconds"] < 300
+
+
+def test_postgres_admits_only_function_pods_of_labelled_namespaces(
+    default_docs: list[dict[str, Any]],
+) -> None:
+    [policy] = [d for d in documents(_text("k8s/postgres.yaml")) if d["kind"] == "NetworkPolicy"]
+    spec = policy["spec"]
+    assert spec["podSelector"] == {}
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert "egress" not in spec  # PostgreSQL reaches nothing
+    [rule] = spec["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
+    [peer] = rule["from"]
+    assert peer["namespaceSelector"] == {"matchLabels": {"cascade.dev/postgres-client": "true"}}
+    # the chart's function pods carry the labels the policy selects
+    selector = peer["podSelector"]["matchLabels"]
+    templates = [
+        d["spec"]["template"]["metadata"]["labels"]
+        for d in default_docs
+        if d["kind"] == "Service" and d["apiVersion"] == "serving.knative.dev/v1"
+    ]
+    assert templates
+    assert all(all(t.get(k) == v for k, v in selector.items()) for t in templates)
+    # and install.sh labels the app namespace so
+    assert "cascade.dev/postgres-client=true" in _text("k8s/install.sh")
