@@ -92,7 +92,8 @@ def read_limited(environ: Mapping[str, Any], max_body: int) -> bytes:
     """The whole request body from the WSGI input, at most ``max_body`` bytes.
 
     Raises :class:`BodyError` (413) past the limit, by ``Content-Length`` or, for a chunked
-    body, by reading one byte more than allowed; 400 for a bad or unmet ``Content-Length``.
+    body, by reading one byte more than allowed; 400 for a bad or unmet ``Content-Length`` and
+    for a body the server cannot read (broken chunked framing, a client gone mid-body).
     """
     stream = environ["wsgi.input"]
     raw_length = environ.get("CONTENT_LENGTH")
@@ -106,17 +107,28 @@ def read_limited(environ: Mapping[str, Any], max_body: int) -> bytes:
             raise BodyError(400, f"invalid Content-Length {raw_length!r}")
         if length > max_body:
             raise BodyError(413, f"body of {length} bytes exceeds the {max_body}-byte limit")
-        body: bytes = stream.read(length) if length else b""
+        body = _read(stream, length) if length else b""
         if len(body) != length:
             raise BodyError(400, f"body ended after {len(body)} of {length} bytes")
         return body
     if environ.get("wsgi.input_terminated"):
         # The server de-chunks; werkzeug's own reader would stop at the limit without a word.
-        body = stream.read(max_body + 1)
+        body = _read(stream, max_body + 1)
         if len(body) > max_body:
             raise BodyError(413, f"body exceeds the {max_body}-byte limit")
         return body
     return b""  # no length and no terminated stream: nothing can be read safely
+
+
+def _read(stream: Any, size: int) -> bytes:
+    try:
+        data: bytes = stream.read(size)
+    except Exception as exc:
+        # The WSGI server's own reader raises its own types for a body the client framed
+        # wrongly or did not finish (gunicorn: InvalidChunkSize, ChunkMissingTerminator,
+        # NoMoreData): the client's fault, a 400, never a 500.
+        raise BodyError(400, f"the body could not be read: {type(exc).__name__}") from None
+    return data
 
 
 def read_body(request: Request, max_body: int | None = None) -> bytes:
