@@ -1,13 +1,13 @@
 """dead-letter: the shop's dead-letter sink, a parking lot an operator inspects and replays from.
 
 Sink: every Trigger's ``deadLetterSink`` is this Service at ``/dead-letters``, so dead-lettered
-events arrive as ``POST /dead-letters``. That route takes a CloudEvent of *any* type (binary or
-structured; data of any content type, JSON or not), stores it with the Knative error
+events arrive as ``POST /dead-letters``, a CloudEvents endpoint of its own served by a
+catch-all handler (``@fn.on_any(path="/dead-letters")``): it takes an event of *any* type
+(binary or structured; data of any content type, JSON or not), stores it with the Knative error
 extensions (``knativeerrordest``, ``knativeerrorcode``, ``knativeerrordata`` and ``reason``,
-which the broker makes from the subscriber's ``Kne-Reason`` header) and answers 204.
-The runtime's CloudEvents endpoint ``POST /`` dispatches by type to typed handlers and has no
-catch-all, and a dead-letter sink must not refuse a type or data it does not know (the broker
-drops what the sink refuses), so the sink is a plain route parsing with the runtime's binding.
+which the broker makes from the subscriber's ``Kne-Reason`` header) and answers 204. A sink
+must not refuse a type or data it does not know (the broker drops what the sink refuses); the
+typed handlers at ``POST /`` (order outcomes, below) are a separate endpoint.
 
 A dead letter is one (source, id, knativeerrordest): the same event failing at two Triggers
 is two entries, and a repeated delivery of one entry updates it (``arrivals`` counts them).
@@ -18,8 +18,8 @@ Read API for ``cascade dlq``:
   order id, error code, reason, dest, time, replay count, and the order's final state if known.
 - ``GET /dead-letters/<id>`` → one, with the original event (attributes and data) and the
   decoded ``knativeerrordata``.
-- ``POST /dead-letters/<id>/replayed`` → count a replay (the CLI replays by posting the original
-  event to ``knativeerrordest``).
+- ``POST /dead-letters/<id>/replayed`` (admin) → count a replay (the CLI replays by posting the
+  original event to ``knativeerrordest``).
 
 Events: ``order.confirmed`` / ``order.cancelled`` record each order's final state, shown next to
 its dead letters, so an operator sees which parked events are moot before replaying them.
@@ -37,10 +37,8 @@ from sqlalchemy import JSON, LargeBinary, String, Text, UniqueConstraint, case, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from cascade import Context, Function, HttpContext
-from cascade.binding import BindingError, CloudEventMessage, is_json_content_type, parse_wsgi
-from cascade.http import fail, limit_arg, problem_response, read_body
-from cascade.telemetry.tracing import annotate_event_span
+from cascade import CloudEvent, Context, Function, HttpContext
+from cascade.http import fail, limit_arg
 from functions.shop import samples
 from functions.shop.clock import now_iso
 from functions.shop.events import OrderCancelled, OrderConfirmed
@@ -125,28 +123,24 @@ def oldest_age(session: Session) -> float:
 # --------------------------------------------------------------------------- the sink
 
 
-def order_id_of(message: CloudEventMessage) -> str | None:
-    key = message.attributes.get("partitionkey")
-    if key:
-        return key
-    if is_json_content_type(message.datacontenttype):
+def order_id_of(message: CloudEvent) -> str | None:
+    if message.partitionkey:
+        return message.partitionkey
+    if message.is_json:
         try:
-            document = orjson.loads(message.data)
-        except orjson.JSONDecodeError:
+            document = message.json()
+        except ValueError:
             return None
         if isinstance(document, dict) and isinstance(document.get("order_id"), str):
             return str(document["order_id"])
     return None
 
 
-@fn.route("/dead-letters", methods=["POST"])
-def receive(ctx: HttpContext) -> Any:
-    try:
-        message = parse_wsgi(ctx.request.environ, read_body(ctx.request))
-    except BindingError as exc:
-        return problem_response(exc.status, exc.detail, attribute=exc.attribute)
+# Every arrival is stored, even the same event again: dedupe would swallow a second failure
+# of one event at another Trigger, and `arrivals` counts repeats.
+@fn.on_any(path="/dead-letters", idempotent=False)
+def receive(message: CloudEvent, ctx: Context) -> None:
     received = message.attributes
-    annotate_event_span(received)  # like a handler's span: linked to the origin, order id
     original = {k: v for k, v in received.items() if k not in ERROR_EXTENSIONS}
     now = now_iso()
     session = ctx.store
@@ -189,7 +183,6 @@ def receive(ctx: HttpContext) -> Any:
         received.get("knativeerrorcode", "no response"),
         f": {received['reason']}" if "reason" in received else "",
     )
-    return "", 204
 
 
 # --------------------------------------------------------------------------- read API
@@ -245,12 +238,13 @@ def decoded_error_data(encoded: str | None) -> dict[str, Any] | None:
 def event_document(row: DeadLetterRecord) -> dict[str, Any]:
     """The original event: its attributes, ``data_base64`` (the exact bytes, for replay) and
     ``data`` for reading (parsed JSON, text, or None when it is neither)."""
-    content_type = row.attributes.get("datacontenttype")
+    stored = CloudEvent(row.attributes, row.data)
+    content_type = stored.datacontenttype
     readable: Any = None
-    if row.data and is_json_content_type(content_type):
+    if row.data and stored.is_json:
         try:
-            readable = orjson.loads(row.data)
-        except orjson.JSONDecodeError:
+            readable = stored.json()
+        except ValueError:
             readable = None
     elif row.data and (content_type or "").startswith("text/"):
         readable = row.data.decode("utf-8", errors="replace")

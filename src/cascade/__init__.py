@@ -24,6 +24,7 @@ from cascade._version import __version__
 
 if TYPE_CHECKING:
     from cascade.app import create_app
+    from cascade.cloudevent import CloudEvent
     from cascade.context import Context, HttpContext
     from cascade.events import Event, EventRegistry, bound_type, registry
     from cascade.function import Function
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 _HOMES = {
     "create_app": "cascade.app",
+    "CloudEvent": "cascade.cloudevent",
     "Context": "cascade.context",
     "HttpContext": "cascade.context",
     "Event": "cascade.events",
@@ -57,6 +59,7 @@ _HOMES = {
 }
 
 __all__ = [
+    "CloudEvent",
     "Context",
     "DeadLetter",
     "Drop",

@@ -261,7 +261,8 @@ def _add_event_route(app: Flask, runtime: Runtime) -> None:
         return _Response(answer.body, status=answer.status, headers=answer.headers)
 
     # Registered so routing knows "/" takes POST (405 with Allow: POST for other methods).
-    app.add_url_rule("/", "cascade_event", receive, methods=["POST"])
+    for index, path in enumerate(sorted(endpoint.paths)):
+        app.add_url_rule(path, f"cascade_event_{index}", receive, methods=["POST"])
     app.wsgi_app = endpoint.wrap(app.wsgi_app)  # type: ignore[method-assign,assignment]
 
 
@@ -269,7 +270,8 @@ _STATUS_LINES: Final = {status.value: f"{status.value} {status.phrase}" for stat
 
 
 class EventEndpoint:
-    """``POST /`` as a plain WSGI handler in front of Flask.
+    """``POST /`` (and the paths of ``@fn.on_any(path=...)``) as a plain WSGI handler in front
+    of Flask.
 
     Every event takes this path, so it skips Flask's request context, routing and response
     objects (whose header sanitising alone cost more than parsing the event); every other
@@ -282,12 +284,15 @@ class EventEndpoint:
         self.dispatcher = runtime.dispatcher
         self.metrics = runtime.metrics
         self.verifier = runtime.sender_verifier
+        self.paths = frozenset({"/", *runtime.function.catch_alls})
 
     def wrap(self, flask_wsgi: WSGIApplication) -> WSGIApplication:
+        paths = self.paths
+
         def cascade_wsgi(
             environ: WSGIEnvironment, start_response: StartResponse
         ) -> Iterable[bytes]:
-            if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != "/":
+            if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") not in paths:
                 return flask_wsgi(environ, start_response)
             try:
                 answer = self.answer(environ)
@@ -332,7 +337,7 @@ class EventEndpoint:
         parent = None
         if "HTTP_TRACEPARENT" in environ or "HTTP_BAGGAGE" in environ:
             parent = propagate.extract(environ, getter=_GETTER)
-        return self.dispatcher.dispatch(message, parent)
+        return self.dispatcher.dispatch(message, parent, environ.get("PATH_INFO", "/"))
 
 
 def _health(status: int, document: dict[str, Any]) -> Response:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
-__all__ = ["AttributeView"]
+__all__ = ["CORE_ATTRIBUTES", "AttributeView"]
+
+CORE_ATTRIBUTES: Final = frozenset(
+    {"specversion", "id", "source", "type", "time", "datacontenttype", "dataschema", "subject"}
+)
 
 
 class AttributeView:
@@ -36,3 +41,17 @@ class AttributeView:
     @property
     def subject(self) -> str | None:
         return self.attributes.get("subject")
+
+    @property
+    def time(self) -> str | None:
+        """The ``time`` attribute as sent (RFC 3339), or None."""
+        return self.attributes.get("time")
+
+    @property
+    def partitionkey(self) -> str | None:
+        return self.attributes.get("partitionkey")
+
+    @property
+    def extensions(self) -> dict[str, str]:
+        """Every attribute that is not a core CloudEvents attribute."""
+        return {k: v for k, v in self.attributes.items() if k not in CORE_ATTRIBUTES}

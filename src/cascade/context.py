@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -19,10 +19,6 @@ if TYPE_CHECKING:
     from cascade.reply import Reply
 
 __all__ = ["Context", "HttpContext"]
-
-CORE_ATTRIBUTES: Final = frozenset(
-    {"specversion", "id", "source", "type", "time", "datacontenttype", "dataschema", "subject"}
-)
 
 
 class _Resources:
@@ -102,20 +98,6 @@ class Context(AttributeView, _Resources):
         self.attributes: Mapping[str, str] = attributes
         self.function = function
         self.logger = logger
-
-    @property
-    def time(self) -> str | None:
-        """The ``time`` attribute as sent (RFC 3339), or None."""
-        return self.attributes.get("time")
-
-    @property
-    def partitionkey(self) -> str | None:
-        return self.attributes.get("partitionkey")
-
-    @property
-    def extensions(self) -> dict[str, str]:
-        """Every attribute that is not a core CloudEvents attribute."""
-        return {k: v for k, v in self.attributes.items() if k not in CORE_ATTRIBUTES}
 
 
 class HttpContext(_Resources):

@@ -28,10 +28,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from cascade.cloudevent import CloudEvent
 from cascade.codec import CloudEventMessage, binary_headers
 from cascade.context import Context
 from cascade.events import Event
-from cascade.function import Function, Handler
+from cascade.function import CatchAll, Function, Handler
 from cascade.http import problem
 from cascade.idempotency import Deduper, StoredReply
 from cascade.outbox import Outbox
@@ -98,14 +99,19 @@ class Dispatcher:
     # ------------------------------------------------------------------ entry point
 
     def dispatch(
-        self, message: CloudEventMessage, parent: otel_context.Context | None = None
+        self,
+        message: CloudEventMessage,
+        parent: otel_context.Context | None = None,
+        path: str = "/",
     ) -> Answer:
-        """Handle ``message`` under ``parent`` (the HTTP traceparent's context)."""
+        """Handle ``message``, received at ``path``, under ``parent`` (the HTTP traceparent's
+        context): the typed handler of its type at ``/``, else the path's catch-all."""
         started = time.perf_counter()
         attributes = message.attributes
         event_type = attributes["type"]
         event_id = attributes["id"]
-        handler = self.function.handlers.get(event_type)
+        handler = self.function.handlers.get(event_type) if path == "/" else None
+        catch_all = None if handler is not None else self.function.catch_alls.get(path)
         # Few attributes on purpose: each one costs CPU at creation and at OTLP export.
         span_attributes: dict[str, Any] = {
             "cloudevents.event_id": event_id,
@@ -142,7 +148,7 @@ class Dispatcher:
         )
         try:
             with metrics_scope(self._function_metrics):
-                answer = self._answer(handler, message, span)
+                answer = self._answer(handler or catch_all, message, span, path)
             span.set_attribute("cascade.outcome", answer.outcome)
             if answer.status == 200:
                 # Lets the caller (the broker) send the reply on inside this span's trace.
@@ -160,18 +166,26 @@ class Dispatcher:
     # ------------------------------------------------------------------ outcomes
 
     def _answer(
-        self, handler: Handler | None, message: CloudEventMessage, span: trace.Span
+        self,
+        handler: Handler | CatchAll | None,
+        message: CloudEventMessage,
+        span: trace.Span,
+        path: str,
     ) -> Answer:
         if handler is None:
             return self._dead_letter(
                 span, f"no handler for event type {message.type!r} in {self.function.name!r}"
             )
+        event: Event | CloudEvent
+        if isinstance(handler, CatchAll):
+            event = CloudEvent(message.attributes, message.data)
+        else:
+            try:
+                event = handler.model.model_validate_json(message.data or b"{}")
+            except ValidationError as exc:
+                return self._dead_letter(span, _validation_reason(handler, exc), errors=exc)
         try:
-            event = handler.model.model_validate_json(message.data or b"{}")
-        except ValidationError as exc:
-            return self._dead_letter(span, _validation_reason(handler, exc), errors=exc)
-        try:
-            return self._run(handler, event, message)
+            return self._run(handler, event, message, path)
         except Retry as signal:
             span.set_status(Status(StatusCode.ERROR, f"retry: {signal.reason}"))
             _log.warning("handler asked for a retry: %s", signal.reason)
@@ -211,9 +225,18 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ running
 
-    def _run(self, handler: Handler, event: Event, message: CloudEventMessage) -> Answer:
-        if self.deduper is not None and self.store is not None:
-            return self._run_once(handler, event, message, self.store, self.deduper)
+    def _run(
+        self,
+        handler: Handler | CatchAll,
+        event: Event | CloudEvent,
+        message: CloudEventMessage,
+        path: str,
+    ) -> Answer:
+        dedupe = not (isinstance(handler, CatchAll) and handler.idempotent is False)
+        if dedupe and self.deduper is not None and self.store is not None:
+            # Another path is another endpoint: its deliveries are deduped apart from "/".
+            key = message.source if path == "/" else f"{path} {message.source}"
+            return self._run_once(handler, event, message, key, self.store, self.deduper)
         ctx = self._context(message, None)
         try:
             answer = self._reply(handler, self._call(handler, event, ctx), message)
@@ -229,13 +252,14 @@ class Dispatcher:
 
     def _run_once(
         self,
-        handler: Handler,
-        event: Event,
+        handler: Handler | CatchAll,
+        event: Event | CloudEvent,
         message: CloudEventMessage,
+        source: str,
         store: Store,
         deduper: Deduper,
     ) -> Answer:
-        source, event_id = message.source, message.id
+        event_id = message.id
         session = store.session()
         try:
             # Our own statements go through the session's connection (same transaction, no
@@ -294,12 +318,14 @@ class Dispatcher:
         )
 
     @staticmethod
-    def _call(handler: Handler, event: Event, ctx: Context) -> object:
+    def _call(handler: Handler | CatchAll, event: Event | CloudEvent, ctx: Context) -> object:
         if handler.takes_context:
             return handler.func(event, ctx)
         return handler.func(event)
 
-    def _reply(self, handler: Handler, result: object, message: CloudEventMessage) -> Answer:
+    def _reply(
+        self, handler: Handler | CatchAll, result: object, message: CloudEventMessage
+    ) -> Answer:
         if result is None:
             return Answer(204, {}, b"", "acked")
         if isinstance(result, Event):

@@ -8,14 +8,14 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from sqlalchemy import MetaData
 
 from cascade.events import Event, EventRegistry, bound_type
 from cascade.telemetry.function_metrics import FunctionMetrics
 
-__all__ = ["Function", "Handler", "Hook", "Route"]
+__all__ = ["CatchAll", "Function", "Handler", "Hook", "Route"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +32,21 @@ class Handler:
     func: Callable[..., Any]
     reply_types: tuple[type[Event], ...]
     takes_context: bool
+
+    @property
+    def name(self) -> str:
+        return getattr(self.func, "__qualname__", repr(self.func))
+
+
+@dataclass(frozen=True)
+class CatchAll:
+    """A handler for any event at one path: called with a :class:`~cascade.CloudEvent`."""
+
+    path: str
+    func: Callable[..., Any]
+    reply_types: tuple[type[Event], ...]
+    takes_context: bool
+    idempotent: bool | None  # None: as the function
 
     @property
     def name(self) -> str:
@@ -97,6 +112,7 @@ class Function:
         self.idempotent = idempotent
         self._handlers: dict[str, Handler] = {}
         self._routes: list[Route] = []
+        self._catch_alls: dict[str, CatchAll] = {}
         self._on_start: list[Hook] = []
         self._on_stop: list[Hook] = []
         self._readiness: list[Hook] = []
@@ -136,6 +152,58 @@ class Function:
             return func
 
         return register
+
+    @overload
+    def on_any(self, func: F, /) -> F: ...
+    @overload
+    def on_any(self, /, *, path: str = "/", idempotent: bool | None = None) -> Callable[[F], F]: ...
+    def on_any(
+        self,
+        func: Callable[..., Any] | None = None,
+        /,
+        *,
+        path: str = "/",
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Register a catch-all handler: ``handler(event: CloudEvent, ctx)`` gets any event
+        as it came (attributes and data bytes, no model), for sinks such as a dead-letter
+        store or an archive.
+
+        ``@fn.on_any`` serves ``POST /`` for every type without a typed handler.
+        ``@fn.on_any(path="/dead-letters")`` serves a CloudEvents endpoint of its own at that
+        path, where every event goes to it whatever its type (a Trigger's ``deadLetterSink``
+        ``uri``, say). Outcomes, tracing, metrics (type label ``other``) and the store
+        transaction are those of typed handlers; ``idempotent=False`` runs it for every
+        delivery (default: dedupe on (source, id) like the function).
+        """
+
+        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+            if not path.startswith("/"):
+                raise ValueError(f"on_any path {path!r} must start with '/'")
+            if path == "/metrics" or path.startswith("/health/"):
+                raise ValueError(f"on_any path {path!r} is reserved by the runtime")
+            if path in self._catch_alls:
+                raise ValueError(
+                    f"{self.name}: {path!r} already has a catch-all handler "
+                    f"({self._catch_alls[path].name})"
+                )
+            self._catch_alls[path] = CatchAll(
+                path=path,
+                func=handler,
+                reply_types=_reply_types(handler),
+                takes_context=_takes_context(handler, "any event"),
+                idempotent=idempotent,
+            )
+            return handler
+
+        if func is not None:
+            return register(func)
+        return register
+
+    @property
+    def catch_alls(self) -> Mapping[str, CatchAll]:
+        """Catch-all handlers by path (``/`` for events without a typed handler)."""
+        return types.MappingProxyType(self._catch_alls)
 
     def example(self, event: Event) -> Event:
         """Declare a sample event (sent by the contract suite); returns it."""

@@ -17,7 +17,7 @@ from cascade import Function, HttpContext, Publisher
 from cascade.broker.telemetry.tracing import reply_parent
 from cascade.loader import load_module
 from cascade.settings import Settings
-from cascade.telemetry.tracing import CONVERSATION_ID, ORIGIN_LINK, annotate_event_span
+from cascade.telemetry.tracing import CONVERSATION_ID
 from cascade.testing import FunctionClient
 
 METERED = Path(__file__).with_name("metered_function.py")
@@ -75,23 +75,6 @@ def test_route_spans_record_the_status_and_fail_on_5xx(tmp_path: Path) -> None:
     assert spans["GET /ok"].kind is SpanKind.SERVER
     assert spans["GET /ok"].status.status_code is StatusCode.UNSET
     assert spans["GET /broken"].status.status_code is StatusCode.ERROR
-
-
-def test_annotate_event_span_links_the_current_span_to_the_cloudevents_traceparent() -> None:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("test")
-    with tracer.start_as_current_span("sink"):
-        annotate_event_span({"traceparent": OTHER, "partitionkey": "order-9"})
-        annotate_event_span({"traceparent": "not a traceparent"})
-        annotate_event_span({})
-    (span,) = exporter.get_finished_spans()
-    (link,) = span.links
-    assert f"{link.context.trace_id:032x}" == OTHER.split("-")[1]
-    assert link.attributes == {"cascade.link": ORIGIN_LINK}
-    assert span.attributes == {CONVERSATION_ID: "order-9"}
-    provider.shutdown()
 
 
 def test_the_publisher_span_carries_the_conversation_id(metered: ModuleType) -> None:

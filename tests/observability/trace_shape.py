@@ -12,7 +12,7 @@ the trace convention of ARCHITECTURE.md:
 - a reply is a broker ``send <type>`` PRODUCER span below the handler that answered, parent of
   the reply's deliveries;
 - when the retries run out: one more ``deliver`` to the dead-letter sink, parent of the sink's
-  ``POST /dead-letters`` SERVER span (linked to the origin);
+  catch-all handler's ``process <type>`` CONSUMER span (linked to the origin);
 - a replay of a dead letter (``cascade dlq replay``) is a trace of its own: ``replay <type>``
   PRODUCER (service ``cascade-cli``, linked to the origin) → the subscriber's handler (linked to
   the origin) → ``send <reply>`` PRODUCER → the broker's ingress → deliveries as above.
@@ -150,7 +150,7 @@ def _deliveries(parent: Node, event_type: str, saga: Saga, routes: Routes, fault
         if dead:
             assert route.sink is not None, f"{name} has no dead-letter sink"
             deliver = parent.add(_deliver(route, 1, "204", sink=True))
-            deliver.add(Node(route.sink, "server", "POST /dead-letters", "204", True))
+            deliver.add(Node(route.sink, "consumer", f"process {event_type}", "done", True))
             continue
         reply = saga.reply_to(event_type, route.subscriber)
         deliver = parent.add(_deliver(route, failed + 1, "200" if reply else "204"))

@@ -32,7 +32,6 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 __all__ = [
     "CONVERSATION_ID",
     "ORIGIN_LINK",
-    "annotate_event_span",
     "origin_links",
     "otlp_endpoint_configured",
     "sdk_disabled",
@@ -139,16 +138,3 @@ def origin_links(attributes: Mapping[str, str]) -> list[Link] | None:
     if span_context is None:
         return None
     return [Link(span_context, {"cascade.link": ORIGIN_LINK})]
-
-
-def annotate_event_span(attributes: Mapping[str, str]) -> None:
-    """Make the current span about the event ``attributes`` describe, as a handler's span is:
-    linked to the event's origin (its CloudEvents ``traceparent``) and tagged with its
-    conversation id (``partitionkey``). For views that take events themselves (a dead-letter
-    sink)."""
-    span = trace.get_current_span()
-    for link in origin_links(attributes) or ():
-        span.add_link(link.context, link.attributes)
-    conversation = attributes.get("partitionkey")
-    if conversation is not None:
-        span.set_attribute(CONVERSATION_ID, conversation)
