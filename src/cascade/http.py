@@ -35,6 +35,7 @@ __all__ = [
     "problem_response",
     "read_body",
     "read_json",
+    "read_limited",
 ]
 
 PROBLEM_JSON: Final = "application/problem+json"

@@ -57,3 +57,58 @@ def test_the_rule_refuses_a_private_import(tmp_path: Path) -> None:
 def test_every_exported_name_resolves() -> None:
     for name in cascade.__all__:
         assert getattr(cascade, name) is not None, name
+
+
+def test_docs_runtime_describes_every_public_name() -> None:
+    import re
+
+    import cascade.http
+    import cascade.testing
+
+    doc = (ROOT / "docs" / "runtime.md").read_text()
+    # Outside the index table, so each name is described where it is used, not only listed.
+    body = doc[: doc.index("## The public API")] + doc[doc.index("## Function API") :]
+    prose = "\n".join(line for line in body.splitlines() if not line.startswith("```"))
+    spans = re.findall(r"`[^`]+`", prose)  # inline code may wrap lines
+    missing = [
+        f"{module.__name__}.{name}"
+        for module in (cascade, cascade.http, cascade.testing)
+        for name in module.__all__
+        if not any(re.search(rf"(?<![\w.]){re.escape(name)}\b", span) for span in spans)
+    ]
+    assert not missing, f"docs/runtime.md does not describe {missing}"
+
+
+def test_readme_starts_with_a_small_function_and_its_test_that_pass(tmp_path: Path) -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Write a function") :]
+    func, test = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)[:2]
+    assert func.startswith("# hello/func.py")
+    assert test.startswith("# hello/test_func.py")
+    code_lines = [line for line in func.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(code_lines) <= 12  # "about ten lines"
+    folder = tmp_path / "hello"
+    folder.mkdir()
+    (folder / "func.py").write_text(func)
+    (folder / "test_func.py").write_text(test)
+    ruff = Path(sys.executable).with_name("ruff")
+    lint = subprocess.run(
+        [str(ruff), "check", "--no-cache", "--config", str(ROOT / "functions" / "ruff.toml")]
+        + ["--select", "TID251", "."],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert lint.returncode == 0, lint.stdout  # public imports only
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
