@@ -14,8 +14,10 @@ is two entries, and a repeated delivery of one entry updates it (``arrivals`` co
 
 Read API for ``cascade dlq``:
 
-- ``GET /dead-letters[?order_id=&type=&limit=]`` → newest first: id, type, source, event id,
-  order id, error code, reason, dest, time, replay count, and the order's final state if known.
+- ``GET /dead-letters[?partitionkey=&order_id=&type=&limit=]`` → newest first: id, type,
+  source, event id, the event's partitionkey, order id, error code, reason, dest, time, replay
+  count, and the order's final state if known (the API of ``cascade.dead_letters``, plus the
+  shop's order fields).
 - ``GET /dead-letters/<id>`` → one, with the original event (attributes and data) and the
   decoded ``knativeerrordata``.
 - ``POST /dead-letters/<id>/replayed`` (admin) → count a replay (the CLI replays by posting the
@@ -206,6 +208,7 @@ def summary(row: DeadLetterRecord, outcome: OrderOutcome | None) -> dict[str, An
         "source": row.source,
         "event_id": row.event_id,
         "order_id": row.order_id,
+        "partitionkey": row.attributes.get("partitionkey"),
         "error_code": row.error_code,
         "reason": row.reason,
         "dest": row.dest or None,
@@ -269,6 +272,9 @@ def list_dead_letters(ctx: HttpContext) -> Any:
     query = select(DeadLetterRecord).order_by(DeadLetterRecord.id.desc()).limit(limit)
     if "order_id" in args:
         query = query.where(DeadLetterRecord.order_id == args["order_id"])
+    if "partitionkey" in args:
+        key = DeadLetterRecord.attributes["partitionkey"].as_string()
+        query = query.where(key == args["partitionkey"])
     if "type" in args:
         query = query.where(DeadLetterRecord.type == args["type"])
     rows = list(ctx.store.scalars(query))

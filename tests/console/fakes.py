@@ -57,6 +57,7 @@ def dead_letter(dead_letter_id: int, dest: str, replays: int = 0) -> dict[str, A
         "source": "/evil",
         "event_id": f"evt-{dead_letter_id}",
         "order_id": HOSTILE_KEY,
+        "partitionkey": HOSTILE_KEY,
         "error_code": "503",
         "reason": HOSTILE_REASON,
         "dest": dest,
@@ -117,8 +118,8 @@ class Upstreams(ClosesOnExit):
                     self._answer(200, fake.metrics.encode(), "text/plain")
                 elif parts.path == "/dead-letters":
                     entries = sorted(fake.dead_letters.values(), key=lambda d: -d["id"])
-                    wanted = query.get("order_id", [None])[0]
-                    listed = [e for e in entries if wanted in (None, e["order_id"])]
+                    wanted = query.get("partitionkey", [None])[0]
+                    listed = [e for e in entries if wanted in (None, e["partitionkey"])]
                     self._json({"dead_letters": listed})
                 elif parts.path.startswith("/dead-letters/"):
                     entry = fake.dead_letters.get(int(parts.path.rsplit("/", 1)[1]))

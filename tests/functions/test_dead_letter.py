@@ -82,6 +82,7 @@ def test_stores_a_dead_letter_with_the_error_extensions(client: FunctionClient) 
         "source": "/inventory",
         "event_id": "ev-1",
         "order_id": "order-1",
+        "partitionkey": "order-1",
         "error_code": "422",
         "reason": "data does not match InventoryReserved",
         "dest": PAYMENT,
@@ -204,6 +205,9 @@ def test_list_filters_and_limits(client: FunctionClient) -> None:
     park(client, original("c", partitionkey="order-2"), response=REFUSED)
     assert [r["event_id"] for r in listed(client)] == ["c", "b", "a"]  # newest first
     assert [r["event_id"] for r in listed(client, "?order_id=order-2")] == ["c"]
+    assert [r["event_id"] for r in listed(client, "?partitionkey=order-2")] == ["c"]
+    assert [r["partitionkey"] for r in listed(client)] == ["order-2", "order-1", "order-1"]
+    assert listed(client, "?partitionkey=nobody") == []
     assert [r["event_id"] for r in listed(client, "?type=com.example.shop.order.created")] == ["b"]
     assert len(listed(client, "?limit=2")) == 2
     for query in ("?limit=0", "?limit=x", "?limit=501", "?limit=%C2%B2"):

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cascade.commands._http import MAX_ANSWER_BYTES
 from cascade.commands.dlq import dlq
 from cascade.commands.tail import tail
+from cascade.http_client import MAX_ANSWER_BYTES
 from cascade.runner.feed import MAX_LINE_BYTES
 from tests.thread_server import QuietHandler, ThreadServer
 

@@ -24,7 +24,7 @@ from cascade.codec import (
     validate_attributes,
 )
 from cascade.commands._discover import DATA_DIR_OPTION, broker_url, ingress_url
-from cascade.commands._http import Answer, Unreachable, check_url, request
+from cascade.http_client import Answer, Unreachable, check_url, request
 from cascade.issuer import LocalIssuer
 from cascade.terminal import printable
 

@@ -13,6 +13,7 @@ import orjson
 
 from cascade.broker.telemetry.activity import OUTCOMES
 from cascade.commands._discover import DATA_DIR_OPTION, broker_url
+from cascade.http_client import Unreachable
 from cascade.runner.display import format_activity, use_color
 from cascade.runner.feed import ActivityClient, FeedError, broker_origin
 from cascade.terminal import printable_json
@@ -119,7 +120,7 @@ def tail(
                 click.echo(format_activity(entry, color=color), color=color)
     except KeyboardInterrupt:
         return
-    except (OSError, http.client.HTTPException) as exc:
+    except (Unreachable, OSError, http.client.HTTPException) as exc:
         click.echo(f"error: cannot read the activity feed of {target}: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     except FeedError as exc:

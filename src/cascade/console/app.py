@@ -31,7 +31,7 @@ import orjson
 from aiohttp import web
 
 from cascade.console.chain import TRACE_ID, bad_key, chain_events, resolve, waterfall
-from cascade.console.dead_letters import DeadLetters, DlqError
+from cascade.console.dead_letters import DeadLetterError, DeadLetters
 from cascade.console.security import Guard, problem
 from cascade.console.topology import stats_from_metrics
 from cascade.console.upstream import Broker, UpstreamError
@@ -210,7 +210,7 @@ async def chain(request: web.Request) -> web.Response:
     if state.dead_letters is not None:
         try:
             dead = await _in_thread(state.dead_letters.list, key)
-        except DlqError as exc:
+        except DeadLetterError as exc:
             notes.append(f"dead letters: {exc}")
     store = state.store()
     traces: list[dict[str, Any]] = []
@@ -300,7 +300,7 @@ async def dead_letter_list(request: web.Request) -> web.Response:
         return problem(400, "not an order id", str(bad_key(order_id)))
     try:
         entries = await _in_thread(dead_letters.list, order_id)
-    except DlqError as exc:
+    except DeadLetterError as exc:
         return problem(502, "the dead-letter function did not answer", str(exc))
     return _json({"dead_letters": entries})
 
@@ -311,7 +311,7 @@ async def dead_letter_show(request: web.Request) -> web.Response:
         return target
     try:
         return _json(await _in_thread(target[0].show, target[1]))
-    except DlqError as exc:
+    except DeadLetterError as exc:
         status = 404 if " 404" in str(exc) else 502
         return problem(status, "no such dead letter" if status == 404 else "failed", str(exc))
 
@@ -341,7 +341,7 @@ async def dead_letter_replay(request: web.Request) -> web.Response:
         answer = await _in_thread(
             dead_letters.replay, dead_letter_id, dry_run=dry_run, confirmation=confirmation
         )
-    except DlqError as exc:
+    except DeadLetterError as exc:
         return problem(502, "the dead-letter function did not answer", str(exc))
     return _json(answer.__dict__, status=200 if answer.ok else 409)
 

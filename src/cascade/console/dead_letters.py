@@ -18,13 +18,18 @@ from pathlib import Path
 from typing import Any, Final
 
 from cascade.commands._tracing import cli_tracer
-from cascade.commands.dlq import DlqContext, DlqError, _replay, decode_error_data
 from cascade.console.topology import function_at
+from cascade.dead_letters.client import (
+    MAX_LIST,
+    DeadLetterClient,
+    DeadLetterError,
+    decode_error_data,
+)
+from cascade.dead_letters.replay import Replayer
 
-__all__ = ["MAX_REPLAYS", "DeadLetters", "DlqError", "ReplayAnswer"]
+__all__ = ["MAX_REPLAYS", "DeadLetterError", "DeadLetters", "ReplayAnswer"]
 
 MAX_REPLAYS: Final = 3  # `cascade dlq replay --max-replays`' default
-MAX_LIST: Final = 500
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,8 @@ class DeadLetters:
         functions: Mapping[str, str],
         timeout: float = 30.0,
     ) -> None:
-        self.context = DlqContext(url, data_dir, timeout)
+        self.client = DeadLetterClient(url, timeout)
+        self.data_dir = data_dir
         self.ingress = ingress
         self.functions = functions  # name -> URL: "failed at" by name
         self._secret = secret.encode()
@@ -60,20 +66,12 @@ class DeadLetters:
         )
         return entry
 
-    def list(self, order_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        path = f"/dead-letters?limit={min(limit, MAX_LIST)}"
-        if order_id:
-            from urllib.parse import quote
-
-            path += f"&order_id={quote(order_id, safe='')}"
-        document = self.context.get(path)
-        entries = document.get("dead_letters") if isinstance(document, dict) else None
-        return [self._named(e) for e in entries or [] if isinstance(e, dict)]
+    def list(self, partitionkey: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        entries = self.client.list(partitionkey=partitionkey, limit=min(limit, MAX_LIST))
+        return [self._named(entry) for entry in entries]
 
     def show(self, dead_letter_id: int) -> dict[str, Any]:
-        detail = self.context.get(f"/dead-letters/{dead_letter_id}")
-        if not isinstance(detail, dict):
-            raise DlqError(f"GET /dead-letters/{dead_letter_id} did not answer an object")
+        detail = self.client.show(dead_letter_id)
         error = detail.get("error_data")
         if isinstance(error, dict) and isinstance(error.get("base64"), str):
             detail["error_text"] = decode_error_data(error["base64"])
@@ -96,10 +94,9 @@ class DeadLetters:
                     "not replayed: do a dry run first and confirm what it shows (the entry may "
                     "have been replayed since)",
                 )
-        with cli_tracer(self.context.data_dir) as tracer:
-            outcome = _replay(
-                self.context, dead_letter_id, self.ingress, MAX_REPLAYS, dry_run, tracer
-            )
+        with cli_tracer(self.data_dir) as tracer:
+            replayer = Replayer(self.client, self.ingress, MAX_REPLAYS, tracer)
+            outcome = replayer.replay(dead_letter_id, dry_run=dry_run)
         code = None
         if dry_run and outcome.ok:
             count = int(self.show(dead_letter_id).get("replay_count", 0))

@@ -17,11 +17,11 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from cascade.commands.dlq import DEAD_LETTER_SERVICE
 from cascade.console.app import ConsoleState, make_app
 from cascade.console.dead_letters import DeadLetters
 from cascade.console.security import Guard, new_token
 from cascade.console.topology import graph_of
+from cascade.dead_letters.client import DEAD_LETTER_SERVICE
 from cascade.runner.plan import RunPlan
 from cascade.traces.store import STORE_FILE
 

@@ -5,12 +5,13 @@ Used by ``cascade run`` (a thread printing one line per delivery) and ``cascade 
 
 from __future__ import annotations
 
-import http.client
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import orjson
+
+from cascade.http_client import streamed
 
 __all__ = ["MAX_LINE_BYTES", "ActivityClient", "FeedError", "broker_origin"]
 
@@ -39,17 +40,13 @@ class ActivityClient:
         # The broker sends a blank line every few seconds, so a silent socket is a dead one.
         self.timeout = timeout
 
-    def _connection(self) -> http.client.HTTPConnection:
-        if self.scheme == "https":
-            return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout)
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-
     def entries(
         self, *, follow: bool, after: int | None = None, limit: int | None = None
     ) -> Iterator[dict[str, Any]]:
         """Entries oldest first; with ``follow``, until the broker ends the stream.
 
-        Raises OSError when the broker cannot be reached, FeedError for an unexpected answer.
+        Raises Unreachable when the broker cannot be reached, OSError or HTTPException when
+        the stream breaks, FeedError for an unexpected answer.
         """
         query: dict[str, str] = {}
         if follow:
@@ -59,11 +56,9 @@ class ActivityClient:
         if limit is not None:
             query["limit"] = str(limit)
         path = "/-/activity" + (f"?{urlencode(query)}" if query else "")
-        connection = self._connection()
-        response: http.client.HTTPResponse | None = None
-        try:
-            connection.request("GET", path, headers={"Accept": "application/x-ndjson"})
-            response = connection.getresponse()
+        url = f"{self.scheme}://{self.host}:{self.port}{path}"
+        headers = {"Accept": "application/x-ndjson"}
+        with streamed("GET", url, headers=headers, timeout=self.timeout) as response:
             if response.status != 200:
                 body = response.read(2000).decode("utf-8", errors="replace").strip()
                 raise FeedError(
@@ -86,7 +81,3 @@ class ActivityClient:
                     raise FeedError(f"the activity feed sent a non-JSON line: {exc}") from None
                 if isinstance(entry, dict):
                     yield entry
-        finally:
-            if response is not None:
-                response.close()
-            connection.close()

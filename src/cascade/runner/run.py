@@ -30,13 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Final
-from urllib.parse import urlsplit
 
 import click
 
 from cascade.broker.log.options import broker_log_args
 from cascade.broker.log.retention import RetentionPolicy
 from cascade.console.server import ConsoleServer, console_for
+from cascade.http_client import Unreachable, request
 from cascade.runner.display import format_activity, render_endpoints, shown_path, use_color
 from cascade.runner.feed import ActivityClient, FeedError
 from cascade.runner.plan import RunPlan
@@ -413,7 +413,7 @@ class Runner:
                             file=self._out,
                             color=self._color,
                         )
-            except (OSError, FeedError, http.client.HTTPException):
+            except (Unreachable, OSError, FeedError, http.client.HTTPException):
                 pass  # the broker is stopping or restarting: try again
             if self._stop.wait(0.5):
                 return
@@ -452,16 +452,7 @@ class Runner:
 
 
 def _answers_200(url: str) -> bool:
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(
-        parts.hostname or "127.0.0.1", parts.port or 80, timeout=_PROBE_TIMEOUT
-    )
     try:
-        connection.request("GET", parts.path)
-        response = connection.getresponse()
-        response.read()
-        return response.status == 200
-    except (OSError, http.client.HTTPException):
+        return request("GET", url, timeout=_PROBE_TIMEOUT).status == 200
+    except (Unreachable, ValueError):
         return False
-    finally:
-        connection.close()

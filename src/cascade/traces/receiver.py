@@ -19,7 +19,6 @@ process (``cascade run``) can learn the URL, start its children, and only then s
 
 from __future__ import annotations
 
-import http.client
 import logging
 import queue
 import threading
@@ -27,8 +26,8 @@ import zlib
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final
-from urllib.parse import urlsplit
 
+from cascade.http_client import KeptAlive, Unreachable
 from cascade.traces.store import SpanStore, spans_from_otlp
 
 __all__ = ["MAX_BODY_BYTES", "READ_TIMEOUT_SECONDS", "TraceReceiver", "traces_url"]
@@ -249,12 +248,7 @@ class TraceReceiver:
 
     def _forward_loop(self) -> None:
         assert self.forward_to is not None
-        parts = urlsplit(self.forward_to)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection_type = (
-            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        )
-        connection: http.client.HTTPConnection | None = None
+        collector = KeptAlive(self.forward_to, timeout=_FORWARD_TIMEOUT)
         failures = 0
         while True:
             item = self._queue.get()
@@ -265,20 +259,11 @@ class TraceReceiver:
             if encoding:
                 headers["Content-Encoding"] = encoding
             try:
-                if connection is None:
-                    connection = connection_type(
-                        parts.hostname or "", parts.port, timeout=_FORWARD_TIMEOUT
-                    )
-                connection.request("POST", path, body=body, headers=headers)
-                answer = connection.getresponse()
-                answer.read()
+                answer = collector.request("POST", headers=headers, body=body)
                 if answer.status >= 300:
-                    raise OSError(f"HTTP {answer.status}")
+                    raise Unreachable(f"HTTP {answer.status}")
                 failures = 0
-            except (OSError, http.client.HTTPException) as exc:
-                if connection is not None:
-                    connection.close()
-                    connection = None
+            except Unreachable as exc:
                 failures += 1
                 if failures == 1 or failures % 100 == 0:
                     _log.warning(
@@ -287,5 +272,4 @@ class TraceReceiver:
                         failures,
                         exc,
                     )
-        if connection is not None:
-            connection.close()
+        collector.close()

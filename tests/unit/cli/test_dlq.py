@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cascade.cli import main
-from cascade.commands.dlq import decode_error_data
+from cascade.dead_letters.client import decode_error_data
 from cascade.runner.state import RunState, write_state
 from tests.unit.cli.conftest import FakeServer, Reply, Seen
 
@@ -33,6 +33,7 @@ def summary(dead_letter_id: int, dest: str | None, replays: int = 0) -> dict[str
         "source": "/inventory",
         "event_id": f"evt-{dead_letter_id}",
         "order_id": "o-1",
+        "partitionkey": "o-1",
         "error_code": "503",
         "reason": "gateway down",
         "dest": dest,
@@ -163,17 +164,37 @@ def test_an_unreachable_service_exits_1(tmp_path: Path, closed_port_url: str) ->
 
 def test_list_shows_code_reason_and_where_it_failed(tmp_path: Path, fake: FakeServer) -> None:
     serve_dead_letters(fake, detail(7, "http://127.0.0.1:8083"), detail(9, None))
-    code, output = dlq("list", "--order", "o 1", "--type", "a.b", data_dir=tmp_path, url=fake.url)
+    code, output = dlq("list", "--key", "o 1", "--type", "a.b", data_dir=tmp_path, url=fake.url)
     assert code == 0, output
     header, first, second = output.splitlines()
-    assert header.split() == [
-        "ID", "TYPE", "ORDER", "CODE", "FAILED", "AT", "REPLAYS", "ORDER", "STATE", "REASON"
-    ]  # fmt: skip
+    assert header.split() == ["ID", "TYPE", "KEY", "CODE", "FAILED", "AT", "REPLAYS", "REASON"]
     assert first.split()[:4] == ["9", "inventory.reserved", "o-1", "503"]
     assert second.split()[4] == "http://127.0.0.1:8083"
     assert first.endswith("gateway down")
     [seen] = fake.requests_to("GET", "/dead-letters")
-    assert seen.query == "limit=100&order_id=o%201&type=a.b"
+    assert seen.query == "limit=100&partitionkey=o%201&type=a.b"
+
+
+def test_list_works_with_any_sink_and_no_shop_fields(tmp_path: Path, fake: FakeServer) -> None:
+    # A sink that serves only the generic API (no order_id, no order_state): the KEY column is
+    # the event's partitionkey, "-" without one.
+    bare = {"id": 1, "type": "com.example.any.thing", "partitionkey": None, "error_code": "500",
+            "dest": "http://sub/", "replay_count": 0, "reason": None}  # fmt: skip
+    fake.route("GET", "/dead-letters", as_json({"dead_letters": [bare]}))
+    code, output = dlq("list", data_dir=tmp_path, url=fake.url)
+    assert code == 0, output
+    assert output.splitlines()[1].split() == ["1", "any.thing", "-", "500", "http://sub/", "0", "-"]
+
+
+def test_show_lists_the_fields_a_sink_adds(tmp_path: Path, fake: FakeServer) -> None:
+    entry = detail(7, "http://127.0.0.1:8083")
+    entry["order_state"] = "CONFIRMED"
+    fake.route("GET", "/dead-letters/7", as_json(entry))
+    code, output = dlq("show", "7", data_dir=tmp_path, url=fake.url)
+    assert code == 0, output
+    assert "(partitionkey o-1)" in output
+    assert "  order_state   CONFIRMED" in output
+    assert "  order_id      o-1" in output
 
 
 def test_show_decodes_the_error_and_prints_the_original_event(
