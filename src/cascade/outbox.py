@@ -219,8 +219,9 @@ class Relay:
         self.backoff_max_seconds = backoff_max_seconds
         self.poll_seconds = poll_seconds
         # A claim outlives any send it covers: rows are only sent while their lease has more
-        # than one publish timeout left.
-        self.lease_seconds = max(60.0, 4 * publisher.timeout_seconds)
+        # than one publish timeout left. Short, because a killed worker's claims hold its
+        # rows back until they expire.
+        self.lease_seconds = 2 * publisher.timeout_seconds + 5.0
         self.me = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._wake = threading.Event()
         self._stop = threading.Event()
