@@ -237,7 +237,7 @@ class Dispatcher:
             # Another path is another endpoint: its deliveries are deduped apart from "/".
             key = message.source if path == "/" else f"{path} {message.source}"
             return self._run_once(handler, event, message, key, self.store, self.deduper)
-        ctx = self._context(message, None)
+        ctx = self._context(message, self._open_session)
         try:
             answer = self._reply(handler, self._call(handler, event, ctx), message)
             session = ctx.store_opened
@@ -260,32 +260,32 @@ class Dispatcher:
         deduper: Deduper,
     ) -> Answer:
         event_id = message.id
-        session = store.session()
+        # Dedupe statements on the DBAPI connection; a Session (ctx.store, ctx.publish) only
+        # when the handler asks, in the same transaction: effects, outbox rows and the stored
+        # reply commit as one, and the outbox relay is woken after that commit.
+        transaction = store.event_transaction()
         try:
-            # Our own statements go through the session's connection (same transaction, no
-            # ORM overhead); the handler gets the session itself.
-            connection = session.connection()
-            stored = deduper.claim(connection, source, event_id)
+            stored = deduper.claim(transaction, source, event_id)
             if stored is not None:
-                session.rollback()
+                transaction.rollback()
                 self.metrics.duplicate()
                 _log.info("duplicate delivery; answering with the stored reply")
                 return Answer(stored.status, dict(stored.headers), stored.body, "duplicate")
-            ctx = self._context(message, session)
+            ctx = self._context(message, transaction.open_session)
             answer = self._reply(handler, self._call(handler, event, ctx), message)
             deduper.record(
-                connection,
+                transaction,
                 source,
                 event_id,
                 StoredReply(answer.status, answer.headers, answer.body),
             )
-            session.commit()
+            transaction.commit()
             commit_counts()
         except BaseException:
-            session.rollback()
+            transaction.rollback()
             raise
         finally:
-            session.close()
+            transaction.close()
         if deduper.purge_due():
             self._purge(store, deduper)
         return answer
@@ -299,21 +299,18 @@ class Dispatcher:
         except Exception:  # housekeeping must never fail an event that already committed
             _log.exception("could not purge expired dedupe records")
 
-    def _context(self, message: CloudEventMessage, session: Session | None) -> Context:
-        store = self.store
+    def _open_session(self) -> Session:
+        if self.store is None:
+            raise RuntimeError("this function has no store")
+        return self.store.session()
 
-        def open_session() -> Session:
-            if store is None:
-                raise RuntimeError("this function has no store")
-            return store.session()
-
+    def _context(self, message: CloudEventMessage, open_session: Callable[[], Session]) -> Context:
         return Context(
             message.attributes,
             function=self.function.name,
             logger=self._logger,
             open_session=open_session,
             publisher=self._publisher,
-            session=session,
             outbox=self._outbox,
         )
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    Connection,
     Engine,
     Float,
     Index,
@@ -33,15 +34,24 @@ from sqlalchemy import (
     inspect,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DataError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    NoSuchModuleError,
+    OperationalError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Store", "StoreError", "dedupe_table", "store_refusal"]
+__all__ = ["EventTransaction", "Store", "StoreError", "dedupe_table", "store_refusal"]
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 # Execution option for connections that only read: SQLite then begins a deferred
 # transaction instead of taking the write lock up front.
 READ_ONLY = "cascade_read_only"
+# Execution option for a Connection wrapped around a DBAPI connection whose transaction has
+# already begun (EventTransaction): SQLAlchemy's begin must not issue BEGIN again.
+BEGUN = "cascade_begun"
 
 _runtime_metadata = MetaData()
 
@@ -150,6 +160,10 @@ class Store:
         """A new Session; the caller owns its transaction."""
         return self._sessions()
 
+    def event_transaction(self) -> EventTransaction:
+        """A transaction for one event on a pooled DBAPI connection (see EventTransaction)."""
+        return EventTransaction(self.engine)
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A Session inside one transaction: committed on success, rolled back on error."""
@@ -159,6 +173,90 @@ class Store:
     def dispose(self) -> None:
         """Close every pooled connection (call before fork, and at shutdown)."""
         self.engine.dispose()
+
+
+class EventTransaction:
+    """One event's transaction, driven on the pooled DBAPI connection.
+
+    The runtime's own statements (the dedupe claim and record) run on the DBAPI cursor: per
+    event, SQLAlchemy's Connection and execution context cost more than those statements. A
+    Session is made only when the handler asks for one, on a Connection wrapped around the
+    same DBAPI connection and transaction, and then owns the commit (flush, commit, its
+    ``after_commit`` hooks), so the handler's effects, its outbox rows and the runtime's
+    statements still commit as one. DBAPI errors are raised wrapped as SQLAlchemy's, as the
+    Session's are.
+    """
+
+    __slots__ = ("_connection", "_dbapi", "_engine", "_raw", "session")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._raw = engine.raw_connection()
+        dbapi: Any = self._raw.dbapi_connection
+        self._dbapi = dbapi
+        self._connection: Connection | None = None
+        self.session: Session | None = None
+        try:
+            if engine.dialect.name == "sqlite":
+                dbapi.execute("BEGIN IMMEDIATE")
+            # psycopg begins a transaction implicitly at the first statement.
+        except BaseException:
+            self._raw.close()
+            raise
+
+    def fetch_one(self, statement: str, parameters: tuple[Any, ...]) -> Any:
+        """Run one statement in DBAPI paramstyle; its first row, or None."""
+        cursor = self._dbapi.cursor()
+        try:
+            cursor.execute(statement, parameters)
+            return cursor.fetchone() if cursor.description else None
+        except self._engine.dialect.loaded_dbapi.Error as exc:
+            dialect = self._engine.dialect
+            if dialect.is_disconnect(exc, self._dbapi, cursor):
+                self._raw.invalidate(exc)
+            raise DBAPIError.instance(
+                statement, parameters, exc, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from exc
+        finally:
+            cursor.close()
+
+    def open_session(self) -> Session:
+        """The Session of this transaction (made at the first call)."""
+        if self.session is None:
+            connection = Connection(self._engine, connection=self._raw)
+            connection.execution_options(**{BEGUN: True})
+            connection.begin()
+            self._connection = connection
+            self.session = Session(
+                bind=connection, join_transaction_mode="control_fully", expire_on_commit=False
+            )
+        return self.session
+
+    def commit(self) -> None:
+        if self.session is not None:
+            self.session.commit()
+        else:
+            self._dbapi.commit()
+
+    def rollback(self) -> None:
+        """Roll back. If that fails (the connection is gone) the connection is discarded
+        instead, so the error that caused the rollback is the one that surfaces."""
+        try:
+            if self.session is not None:
+                self.session.rollback()
+            else:
+                self._dbapi.rollback()
+        except Exception as exc:
+            self._raw.invalidate(exc)
+
+    def close(self) -> None:
+        """Return the connection to the pool (rolling back anything not committed)."""
+        if self.session is not None:
+            self.session.close()
+        if self._connection is not None:
+            self._connection.close()
+        else:
+            self._raw.close()
 
 
 def _engine(url: str, dialect: str, database: str | None) -> Engine:
@@ -189,7 +287,10 @@ def _engine(url: str, dialect: str, database: str | None) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:
-        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        options = connection.get_execution_options()
+        if options.get(BEGUN, False):
+            return
+        read_only = options.get(READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine

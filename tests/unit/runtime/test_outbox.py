@@ -228,14 +228,19 @@ def test_the_send_span_is_a_child_of_the_span_that_published(
         assert headers["ce-traceparent"].split("-")[1] == f"{process.context.trace_id:032x}"
 
 
-def test_the_relay_thread_sends_after_each_commit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", ["route", "deduplicated event"])
+def test_the_relay_thread_sends_after_each_commit(tmp_path: Path, via: str) -> None:
     with (
         Sink() as sink,
         FunctionClient(
             fn, Settings(data_dir=tmp_path, sink=sink.url, outbox_poll_seconds=3600)
         ) as client,
     ):
-        client.request("POST", "/steps/w/1")
+        if via == "route":
+            client.request("POST", "/steps/w/1")
+        else:  # the Session joins the dedupe transaction and its commit wakes the relay
+            assert client.runtime.settings.idempotency
+            assert client.send(Step(key="w", n=1), event_id="wake-1").status == 204
         done = threading.Event()
         for _ in range(3000):  # woken by the commit, not by the hour-long poll
             if sink.requests:
