@@ -1,11 +1,12 @@
 """Dead letters for the console, through the same client and replay code as ``cascade dlq``.
 
 Listing and showing use the dead-letter function's API (``GET /dead-letters[/<id>]``); a replay
-is ``cascade dlq replay``'s own function, with its rules (at most ``MAX_REPLAYS`` replays per
-entry, the original event unchanged plus ``cascadereplays``, a reply posted to the broker, a
-trace linked to the original). A replay needs a dry run first: the dry run answers a
-confirmation code bound to the entry and its replay count, and only that code replays it, so a
-second click (or a replay by someone else meanwhile) cannot replay it twice unseen.
+is ``cascade dlq replay``'s own :class:`~cascade.dead_letters.replay.Replayer`, with its rules
+and defaults (at most 3 replays per entry, the original event unchanged plus
+``cascadereplays``, a reply posted to the broker, a trace linked to the original). A replay
+needs a dry run first: the dry run answers a confirmation code bound to the entry and its
+replay count, and only that code replays it, so a second click (or a replay by someone else
+meanwhile) cannot replay it twice unseen.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from cascade.commands._tracing import cli_tracer
 from cascade.console.topology import function_at
@@ -27,9 +28,7 @@ from cascade.dead_letters.client import (
 )
 from cascade.dead_letters.replay import Replayer
 
-__all__ = ["MAX_REPLAYS", "DeadLetterError", "DeadLetters", "ReplayAnswer"]
-
-MAX_REPLAYS: Final = 3  # `cascade dlq replay --max-replays`' default
+__all__ = ["DeadLetterError", "DeadLetters", "ReplayAnswer"]
 
 
 @dataclass(frozen=True)
@@ -94,11 +93,13 @@ class DeadLetters:
                     "not replayed: do a dry run first and confirm what it shows (the entry may "
                     "have been replayed since)",
                 )
+        warnings: list[str] = []
         with cli_tracer(self.data_dir) as tracer:
-            replayer = Replayer(self.client, self.ingress, MAX_REPLAYS, tracer)
+            replayer = Replayer(self.client, self.ingress, tracer=tracer, warn=warnings.append)
             outcome = replayer.replay(dead_letter_id, dry_run=dry_run)
         code = None
         if dry_run and outcome.ok:
             count = int(self.show(dead_letter_id).get("replay_count", 0))
             code = self.confirmation(dead_letter_id, count)
-        return ReplayAnswer(outcome.ok, dry_run, outcome.message, code)
+        message = "\n".join([outcome.message, *warnings])
+        return ReplayAnswer(outcome.ok, dry_run, message, code)
