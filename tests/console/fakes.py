@@ -114,6 +114,10 @@ class Upstreams(ClosesOnExit):
                         self._stream(lines)
                     else:
                         self._answer(200, lines, "application/x-ndjson")
+                elif (
+                    parts.path == "/-/triggers"
+                ):  # where replays may go (dead_letters.destinations)
+                    self._json([{"namespace": "default", "subscriber": f"{fake.url}/subscriber"}])
                 elif parts.path == "/metrics":
                     self._answer(200, fake.metrics.encode(), "text/plain")
                 elif parts.path == "/dead-letters":

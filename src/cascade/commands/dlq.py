@@ -24,6 +24,7 @@ from cascade.dead_letters.client import (
     DeadLetterError,
     decode_error_data,
 )
+from cascade.dead_letters.destinations import KnownDestinations
 from cascade.dead_letters.replay import Replayer
 from cascade.http_client import check_url
 from cascade.runner.display import short_id, short_type
@@ -227,6 +228,20 @@ def _describe(detail: Mapping[str, Any], names: Mapping[str, str]) -> str:
     help="Broker ingress for replies; default: the running cascade run's "
     "(else http://127.0.0.1:8080/default/shop).",
 )
+@click.option(
+    "--manifests",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Learn the Triggers' subscribers from these manifests instead of the broker's "
+    "/-/triggers; repeatable.",
+)
+@click.option(
+    "--allow-destination",
+    "allowed",
+    multiple=True,
+    metavar="URL",
+    help="Also replay to this URL, which is no Trigger's subscriber; repeatable.",
+)
 @click.pass_context
 def replay_command(
     ctx: click.Context,
@@ -235,12 +250,18 @@ def replay_command(
     dry_run: bool,
     max_replays: int,
     broker_url: str | None,
+    manifests: tuple[Path, ...],
+    allowed: tuple[str, ...],
 ) -> None:
     """POST dead letters, unchanged, to the subscriber they failed at; replies go to the broker.
 
     Give IDs, or --all for every entry that has replays left (oldest first). The event keeps
     its source and id and gains the cascadereplays extension; a CloudEvent answer (a reply)
     is posted to the broker ingress so the chain continues.
+
+    Only a subscriber of one of the broker's Triggers (its /-/triggers, or --manifests) is
+    replayed to, since whoever can write a dead letter chooses its knativeerrordest; any other
+    destination is refused (exit 1, the URL named) unless given with --allow-destination.
     """
     if bool(ids) == replay_all:
         raise click.UsageError("give dead letter IDs or --all (not both)")
@@ -254,7 +275,12 @@ def replay_command(
     def warn(message: str) -> None:
         click.echo(message, err=True)
 
-    replayer = Replayer(client, ingress, max_replays, warn=warn)
+    destinations, problem = KnownDestinations.learn(
+        ingress, manifests, allowed, timeout=client.timeout
+    )
+    if problem is not None:
+        warn(f"warning: {problem}; only --allow-destination URLs will be replayed")
+    replayer = Replayer(client, ingress, max_replays, warn=warn, destinations=destinations)
     targets = list(ids)
     if replay_all:
         try:

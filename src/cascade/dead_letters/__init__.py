@@ -1,5 +1,6 @@
-"""Dead letters parked in a dead-letter sink: its HTTP API (:mod:`.client`) and the replay
-protocol (:mod:`.replay`), shared by ``cascade dlq`` and the web console.
+"""Dead letters parked in a dead-letter sink: its HTTP API (:mod:`.client`), the replay
+protocol (:mod:`.replay`) and where a replay may go (:mod:`.destinations`), shared by
+``cascade dlq`` and the web console.
 
 Any sink that serves this API works, not only the shop's dead-letter function:
 

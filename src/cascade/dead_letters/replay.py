@@ -10,7 +10,10 @@
 3. ``POST /dead-letters/<id>/replayed`` counts the replay (whenever the subscriber answered).
 
 An entry replayed ``max_replays`` times already is refused: a poison event would otherwise go
-round for ever. Each replay is a trace of its own, linked to the trace the event started in.
+round for ever. A destination that is no subscriber of the broker's Triggers is refused unless
+allowed (:mod:`.destinations`): nothing is sent to it, so no answer of an unknown place is ever
+forwarded to the broker. Each replay is a trace of its own, linked to the trace the event
+started in.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from cascade.dead_letters.client import (
     DeadLetterError,
     problem_text,
 )
+from cascade.dead_letters.destinations import KnownDestinations
 from cascade.http_client import Answer, Unreachable, request
 from cascade.runner.display import short_type
 from cascade.telemetry.tracing import CONVERSATION_ID, origin_links, span_context_from_traceparent
@@ -86,13 +90,25 @@ class Replayer:
     """Replays dead letters from ``client``'s sink; replies go to the broker ``ingress``.
 
     ``tracer`` (optional) records the replay spans; ``warn`` hears what does not fail a replay
-    but should be seen (a replay that could not be counted)."""
+    but should be seen (a replay that could not be counted, Triggers that could not be read).
+    ``destinations``: where replays may go; unset, the broker's Triggers, learned (once) from
+    the ``ingress``'s ``/-/triggers``."""
 
     client: DeadLetterClient
     ingress: str
     max_replays: int = 3
     tracer: trace.Tracer | None = None
     warn: Callable[[str], None] = field(default=_ignore)
+    destinations: KnownDestinations | None = None
+
+    def known(self) -> KnownDestinations:
+        if self.destinations is None:
+            self.destinations, problem = KnownDestinations.learn(
+                self.ingress, timeout=self.client.timeout
+            )
+            if problem is not None:
+                self.warn(f"warning: {problem}; nothing can be replayed but what is allowed")
+        return self.destinations
 
     def plan_all(self) -> ReplayPlan:
         """Every entry with replays left and a destination (of the newest ``MAX_LIST``)."""
@@ -133,6 +149,9 @@ class Replayer:
             dest, headers, body = replay_request(detail)
         except DeadLetterError as exc:
             return ReplayOutcome(False, f"{label}: {exc}")
+        known = self.known()
+        if not known.permits(dest):
+            return ReplayOutcome(False, f"{label}: {known.refusal(dest)}")
         if dry_run:
             shown = "\n".join(f"    {name}: {value}" for name, value in headers.items())
             preview = body[:2000].decode("utf-8", errors="replace")

@@ -219,6 +219,16 @@ def test_show_of_an_unknown_id_exits_1(tmp_path: Path, fake: FakeServer) -> None
 # --- replay -----------------------------------------------------------------------------
 
 
+def as_broker_of(broker: FakeServer, *subscribers: str) -> None:
+    """``broker`` answers ``GET /-/triggers`` with one Trigger per subscriber: the only places
+    a replay may go (tests/hostile/test_replay_destinations.py checks the refusals)."""
+    triggers = [
+        {"namespace": "default", "name": f"t{n}", "subscriber": url}
+        for n, url in enumerate(subscribers)
+    ]
+    broker.route("GET", "/-/triggers", as_json(triggers))
+
+
 def reply_with_payment_authorized(seen: Seen) -> Reply:
     return Reply(
         200,
@@ -239,6 +249,7 @@ def test_replay_posts_the_event_unchanged_and_forwards_the_reply(
 ) -> None:
     store, subscriber_and_broker = fake, fake2
     serve_dead_letters(store, detail(7, subscriber_and_broker.url + "/"))
+    as_broker_of(subscriber_and_broker, subscriber_and_broker.url + "/")
     subscriber_and_broker.route("POST", "/", reply_with_payment_authorized)
     subscriber_and_broker.route("POST", "/default/shop", Reply(202))
     code, output = dlq(
@@ -268,6 +279,7 @@ def test_replay_without_a_reply_is_done(
     tmp_path: Path, fake: FakeServer, fake2: FakeServer
 ) -> None:
     serve_dead_letters(fake, detail(7, fake2.url + "/", replays=1))
+    as_broker_of(fake2, fake2.url + "/")
     fake2.route("POST", "/", Reply(204))
     code, output = dlq("replay", "7", "--broker-url", fake2.url, data_dir=tmp_path, url=fake.url)
     assert code == 0, output
@@ -279,13 +291,14 @@ def test_replay_refuses_an_event_replayed_max_times(
     tmp_path: Path, fake: FakeServer, fake2: FakeServer
 ) -> None:
     serve_dead_letters(fake, detail(7, fake2.url + "/", replays=2))
+    as_broker_of(fake2, fake2.url + "/")
     code, output = dlq(
         "replay", "7", "--max-replays", "2", "--broker-url", fake2.url,
         data_dir=tmp_path, url=fake.url,
     )  # fmt: skip
     assert code == 1
     assert "refused, replayed 2 times already (--max-replays 2)" in output
-    assert fake2.seen == []
+    assert fake2.requests_to("POST", "/") == []
     assert fake.requests_to("POST", "/dead-letters/7/replayed") == []
 
 
@@ -294,6 +307,7 @@ def test_a_failed_replay_exits_1_and_still_counts(
 ) -> None:
     serve_dead_letters(fake, detail(7, fake2.url + "/"))
     fake2.route("POST", "/", as_json({"detail": "injected gateway fault"}, 503))
+    as_broker_of(fake2, fake2.url + "/")
     code, output = dlq("replay", "7", "--broker-url", fake2.url, data_dir=tmp_path, url=fake.url)
     assert code == 1
     assert "answered 503: injected gateway fault" in output
@@ -310,13 +324,14 @@ def test_an_entry_without_destination_cannot_be_replayed(tmp_path: Path, fake: F
 
 def test_dry_run_sends_nothing(tmp_path: Path, fake: FakeServer, fake2: FakeServer) -> None:
     serve_dead_letters(fake, detail(7, fake2.url + "/"))
+    as_broker_of(fake2, fake2.url + "/")
     code, output = dlq(
         "replay", "7", "--dry-run", "--broker-url", fake2.url, data_dir=tmp_path, url=fake.url
     )
     assert code == 0, output
     assert f"would POST {fake2.url}/" in output
     assert "ce-cascadereplays: 1" in output
-    assert fake2.seen == []
+    assert fake2.requests_to("POST", "/") == []
     assert fake.requests_to("POST", "/dead-letters/7/replayed") == []
 
 
@@ -331,13 +346,14 @@ def test_replay_all_takes_those_with_replays_left_oldest_first(
         detail(9, None),
     )
     fake2.route("POST", "/", Reply(204))
+    as_broker_of(fake2, fake2.url + "/")
     code, output = dlq(
         "replay", "--all", "--broker-url", fake2.url, data_dir=tmp_path, url=fake.url
     )
     assert code == 0, output
     assert "skipping 5: replayed 3 times already" in output
     assert "skipping 9: no knativeerrordest" in output
-    assert [seen.headers["ce-id"] for seen in fake2.seen] == ["evt-3", "evt-8"]
+    assert [s.headers["ce-id"] for s in fake2.requests_to("POST", "/")] == ["evt-3", "evt-8"]
     assert "2 replayed, 0 failed or refused" in output
 
 
