@@ -74,10 +74,13 @@ class RssSampler:
         while not self._stop.wait(self.interval):
             try:
                 leaders = self.leaders()
-                events = self.events()
             except (OSError, ValueError, KeyError):
-                continue  # between restarts: next time
+                continue  # run.json is being rewritten: next time
             rss = group_rss_kib(leaders)
+            try:
+                events: int | None = self.events()
+            except (OSError, ValueError, KeyError, IndexError):
+                events = None  # the broker is restarting or slow to answer: RSS only
             self.samples.append({"events": events, "pids": leaders, "rss_kib": rss})
 
     def report(self, warmup_events: int) -> dict[str, Any]:
@@ -88,12 +91,14 @@ class RssSampler:
         for name in names:
             instances: dict[int, list[tuple[int, int]]] = {}
             for sample in self.samples:
+                if sample["events"] is None:
+                    continue
                 if name in sample["rss_kib"] and sample["rss_kib"][name] > 0:
                     pid = sample["pids"][name]
                     instances.setdefault(pid, []).append(
                         (sample["events"], sample["rss_kib"][name])
                     )
-            values = [rss for points in instances.values() for _, rss in points]
+            values = [s["rss_kib"][name] for s in self.samples if s["rss_kib"].get(name)]
             best: list[tuple[int, int]] = []
             for points in instances.values():
                 started = points[START_SAMPLES:]

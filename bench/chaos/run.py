@@ -123,7 +123,10 @@ class Shop:
         )
 
     def triggers(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = http_json("GET", self.url("broker") + "/-/triggers")
+        # Slow on a Kafka log: every partition's end offset is asked of the cluster.
+        result: list[dict[str, Any]] = http_json(
+            "GET", self.url("broker") + "/-/triggers", timeout=60.0
+        )
         return result
 
     def lag(self) -> int:
