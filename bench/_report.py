@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
+    "Limit",
     "Ratio",
     "interleaved",
     "machine_info",
@@ -60,6 +61,23 @@ class Ratio:
         if self.target is None:
             return "-"
         return "PASS" if self.value >= self.target else "MISS"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "verdict": self.verdict}
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A same-run difference with a ceiling, e.g. the CPU µs one feature adds per request."""
+
+    name: str
+    value: float
+    limit: float
+    unit: str
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.value <= self.limit else "MISS"
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "verdict": self.verdict}

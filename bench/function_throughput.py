@@ -5,16 +5,22 @@ Rows (all under gunicorn, same workers, sync worker class, loopback):
   (b) the cloudevents SDK 2.x ``from_http_event`` handler in Flask answering 202
   (c) (b) plus opentelemetry-instrumentation-flask, BatchSpanProcessor, OTLP/HTTP export
   Cascade, validation + tracing + metrics on: pydantic model, 204; the same with a reply event;
-  the same with idempotency (SQLite dedupe) on.
-Targets: Cascade >= 0.7x (a) and >= 1.5x (c), on requests/s medians of interleaved runs.
+  the same with idempotency on: SQLite dedupe (the default) and PostgreSQL dedupe (the
+  cluster's configuration; ``--postgres URL``, skipped with a note when unreachable).
+Targets: Cascade >= 0.7x (a) and >= 1.5x (c), on requests/s medians of interleaved runs;
+idempotency on SQLite >= 0.6x (a) and at most 100 CPU µs/req over idempotency off, on
+PostgreSQL >= 0.45x (a).
 
-``python -m bench.function_throughput [--quick] [--duration S] [--connections N] [--runs N]``
+``python -m bench.function_throughput [--quick] [--duration S] [--connections N] [--runs N]
+[--postgres URL | --no-postgres]``
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -23,9 +29,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench._cli import Options, parse_options
+from bench._cli import Options, build_parser, options_from
 from bench._load import Measurement, fresh_run_id, measure
 from bench._report import (
+    Limit,
     Ratio,
     markdown_table,
     medians,
@@ -45,6 +52,14 @@ NAME = "function_throughput"
 # Minimum ratios of Cascade's requests/s (validation, tracing, metrics on) to the baselines.
 TARGET_VS_BARE = 0.7
 TARGET_VS_SDK_OTEL = 1.5
+# Idempotency on (the default): its rows against (a), and what the SQLite dedupe may add.
+TARGET_IDEMPOTENT_VS_BARE = 0.6
+TARGET_POSTGRES_VS_BARE = 0.45
+LIMIT_DEDUPE_CPU_US = 100.0
+# The server .ci/run gives the tests; --postgres overrides it.
+DEFAULT_POSTGRES_URL = os.environ.get(
+    "CASCADE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 @dataclass(frozen=True)
@@ -115,9 +130,18 @@ CASCADE_ROWS = (
         204,
     ),
 )
+POSTGRES_ROW = Row(
+    "cascade-postgres",
+    "Cascade + idempotency (PostgreSQL dedupe), 204",
+    "cascade-postgres",
+    PING_TYPE,
+    204,
+)
 
 
-def cascade_servers(workers: int, data_dir: Path) -> list[ServerSpec]:
+def cascade_servers(
+    workers: int, data_dir: Path, postgres_url: str | None = None
+) -> list[ServerSpec]:
     """``cascade serve`` of the bench function, as a user runs it (the runtime's gunicorn preset).
 
     Both use the same worker settings as the baselines; the first turns dedupe off
@@ -138,12 +162,32 @@ def cascade_servers(workers: int, data_dir: Path) -> list[ServerSpec]:
             str(data_dir / store),
         )
 
-    return [
+    specs = [
         ServerSpec("cascade", serve("plain"), {"CASCADE_IDEMPOTENCY": "false"}, traced=True),
         ServerSpec(
             "cascade-idempotent", serve("dedupe"), {"CASCADE_IDEMPOTENCY": "true"}, traced=True
         ),
     ]
+    if postgres_url is not None:
+        env = {"CASCADE_IDEMPOTENCY": "true", "DATABASE_URL": postgres_url}
+        specs.append(ServerSpec("cascade-postgres", serve("postgres"), env, traced=True))
+    return specs
+
+
+def postgres_reachable(url: str) -> str | None:
+    """None when ``url`` answers a query, else why not (the row is then left out)."""
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
 
 
 def _sink_stats(port: int) -> dict[str, int]:
@@ -170,15 +214,28 @@ def _fmt(value: float, digits: int = 1) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_options(NAME, __doc__.split("\n")[0] if __doc__ else NAME, argv)
+    parser = build_parser(NAME, __doc__.split("\n")[0] if __doc__ else NAME)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=DEFAULT_POSTGRES_URL,
+        help="PostgreSQL for the PostgreSQL dedupe row (default: $CASCADE_TEST_POSTGRES_URL "
+        "or the server .ci/run uses); the row is skipped with a note when it is unreachable",
+    )
+    group.add_argument(
+        "--no-postgres", action="store_true", help="leave the PostgreSQL dedupe row out"
+    )
+    args: argparse.Namespace = parser.parse_args(argv)
+    options = options_from(args, NAME)
     try:
-        return _run(options)
+        return _run(options, None if args.no_postgres else args.postgres)
     except BenchError as exc:
         print(f"\nERROR: {exc}", file=sys.stderr, flush=True)
         return 1
 
 
-def _run(options: Options) -> int:
+def _run(options: Options, postgres_url: str | None) -> int:
     wrk = ensure_wrk()
     started = time.monotonic()
     progress(
@@ -190,7 +247,14 @@ def _run(options: Options) -> int:
         rows = list(BASELINE_ROWS)
         specs = baseline_servers(options.workers)
         rows += CASCADE_ROWS
-        specs += cascade_servers(options.workers, workdir / "data")
+        if postgres_url is not None:
+            why_not = postgres_reachable(postgres_url)
+            if why_not is None:
+                rows.append(POSTGRES_ROW)
+            else:
+                progress(f"NOTE: no PostgreSQL row, {postgres_url} is unreachable ({why_not})")
+                postgres_url = None
+        specs += cascade_servers(options.workers, workdir / "data", postgres_url)
 
         sink_port = free_port()
         sink = stack.enter_context(
@@ -301,11 +365,16 @@ def _report(
         ],
     )
     ratios = _ratios(med)
+    limits = _limits(med)
     ratio_table = markdown_table(
         ["ratio (req/s medians)", "value", "target", "verdict"],
         [
             [q.name, f"{q.value:.2f}x", f">= {q.target:g}x" if q.target else "-", q.verdict]
             for q in ratios
+        ]
+        + [
+            [q.name, f"{q.value:.0f} {q.unit}", f"<= {q.limit:g} {q.unit}", q.verdict]
+            for q in limits
         ],
     )
     print(
@@ -340,6 +409,7 @@ def _report(
             for r in rows
         ],
         "ratios": [q.as_dict() for q in ratios],
+        "limits": [q.as_dict() for q in limits],
         "errors": total_errors,
     }
     write_json(options.out, payload)
@@ -369,10 +439,15 @@ def _ratios(med: dict[str, dict[str, float]]) -> list[Ratio]:
                 TARGET_VS_SDK_OTEL,
             ),
         ]
-    for key in ("cascade-reply", "cascade-idempotent"):
+    targets = {
+        "cascade-reply": None,
+        "cascade-idempotent": TARGET_IDEMPOTENT_VS_BARE,
+        "cascade-postgres": TARGET_POSTGRES_VS_BARE,
+    }
+    for key, target in targets.items():
         if key in med:
             ratios += [
-                Ratio.of(f"{key} / (a) bare-flask", rps(key), rps("bare-flask")),
+                Ratio.of(f"{key} / (a) bare-flask", rps(key), rps("bare-flask"), target),
                 Ratio.of(f"{key} / (c) sdk-otel-flask", rps(key), rps("sdk-otel-flask")),
             ]
     if "cascade" in med:
@@ -386,6 +461,13 @@ def _ratios(med: dict[str, dict[str, float]]) -> list[Ratio]:
             Ratio.of("CPU: (c) µs/req / cascade µs/req", cpu("sdk-otel-flask"), cpu("cascade")),
         ]
     return ratios
+
+
+def _limits(med: dict[str, dict[str, float]]) -> list[Limit]:
+    if "cascade" not in med or "cascade-idempotent" not in med:
+        return []
+    added = med["cascade-idempotent"]["cpu_us_per_request"] - med["cascade"]["cpu_us_per_request"]
+    return [Limit("CPU: cascade-idempotent - cascade", added, LIMIT_DEDUPE_CPU_US, "µs/req")]
 
 
 if __name__ == "__main__":

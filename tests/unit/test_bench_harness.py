@@ -11,6 +11,7 @@ from bench._cli import FULL, QUICK, parse_options
 from bench._deliveries import DeliveryFiles, delivery_line, worker_file
 from bench._load import Measurement, fresh_run_id
 from bench._report import (
+    Limit,
     Ratio,
     interleaved,
     markdown_table,
@@ -21,7 +22,7 @@ from bench._report import (
     spread,
     write_json,
 )
-from bench._servers import REPO_ROOT
+from bench._servers import REPO_ROOT, free_port
 from bench._wrk import (
     DEFAULT_EVENT,
     BenchError,
@@ -32,6 +33,7 @@ from bench._wrk import (
 )
 from bench.apps.subscriber import RunStats
 from bench.broker_throughput import Delivery, manifests, parse_args, row_key
+from bench.function_throughput import _limits, _ratios, postgres_reachable
 
 WRK_STDOUT = """Running 2s test @ http://127.0.0.1:8000/
   1 threads and 16 connections
@@ -126,6 +128,10 @@ class TestStatistics:
         assert informative.verdict == "-"
         assert passing.as_dict()["verdict"] == "PASS"
         assert passing.as_dict()["denominator"] == "a"
+
+    def test_limit_verdicts(self) -> None:
+        assert Limit("cpu", 100.0, 100.0, "µs/req").verdict == "PASS"
+        assert Limit("cpu", 100.5, 100.0, "µs/req").as_dict()["verdict"] == "MISS"
 
     def test_ratio_over_zero_baseline_is_zero_not_a_crash(self) -> None:
         ratio = Ratio.of("x/y", ("x", 5.0), ("y", 0.0), target=0.5)
@@ -386,3 +392,30 @@ class TestBrokerOptions:
 
     def test_row_keys_split_back_into_subscriber_and_kind(self) -> None:
         assert row_key("cascade", "direct").partition("-")[::2] == ("cascade", "direct")
+
+
+class TestFunctionTargets:
+    MEDIANS = {
+        "bare-flask": {"requests_per_s": 1000.0, "cpu_us_per_request": 200.0},
+        "sdk-otel-flask": {"requests_per_s": 400.0, "cpu_us_per_request": 600.0},
+        "cascade": {"requests_per_s": 800.0, "cpu_us_per_request": 250.0},
+        "cascade-idempotent": {"requests_per_s": 590.0, "cpu_us_per_request": 360.0},
+        "cascade-postgres": {"requests_per_s": 450.0, "cpu_us_per_request": 500.0},
+    }
+
+    def test_idempotency_rows_have_targets_against_bare_flask(self) -> None:
+        verdicts = {q.name: (round(q.value, 2), q.verdict) for q in _ratios(self.MEDIANS)}
+        assert verdicts["cascade-idempotent / (a) bare-flask"] == (0.59, "MISS")
+        assert verdicts["cascade-postgres / (a) bare-flask"] == (0.45, "PASS")
+        assert verdicts["cascade / (a) bare-flask"] == (0.8, "PASS")
+
+    def test_dedupe_cpu_limit_is_the_difference_to_idempotency_off(self) -> None:
+        [limit] = _limits(self.MEDIANS)
+        assert (limit.value, limit.limit, limit.verdict) == (110.0, 100.0, "MISS")
+        assert _limits({"cascade": self.MEDIANS["cascade"]}) == []
+
+    def test_an_unreachable_postgres_is_a_reason_not_a_crash(self) -> None:
+        port = free_port()  # nothing listens there
+        why = postgres_reachable(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none")
+        assert why is not None
+        assert "OperationalError" in why
