@@ -305,6 +305,20 @@ def test_replay_needs_its_dry_run_and_replays_once(
     assert len(upstreams.replays_received) == 1
 
 
+def test_a_dead_letter_naming_an_unknown_destination_is_not_replayed(
+    console: ConsoleServer, upstreams: Upstreams
+) -> None:
+    """Anyone who can write to the sink writes knativeerrordest too: the console replays only
+    to a subscriber of the broker's Triggers, as cascade dlq replay does."""
+    upstreams.dead_letters[1]["dest"] = f"{upstreams.url}/elsewhere"
+    answer = replay(console, {"dry_run": True}, token=token_of(console))
+    assert answer.status == 409
+    assert "is not a subscriber the broker routes to" in answer.json()["message"]
+    assert answer.json()["confirmation"] is None
+    assert upstreams.replays_received == []
+    assert upstreams.dead_letters[1]["replay_count"] == 0
+
+
 def test_replay_follows_the_max_replays_rule_of_cascade_dlq(
     console: ConsoleServer, upstreams: Upstreams
 ) -> None:
