@@ -76,9 +76,12 @@ def console(tmp_path: Path, upstreams: Upstreams) -> Iterator[ConsoleServer]:
         server.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's chromium driven by Playwright (its own browser download is not used)."""
+    """Debian's chromium driven by Playwright (its own browser download is not used).
+
+    Per module, not per session: Playwright's sync API keeps an event loop running in the main
+    thread while it is open, and every later test calling ``asyncio.run`` would fail."""
     if not CHROMIUM.is_file():
         pytest.fail(
             f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium "

@@ -39,7 +39,8 @@ import asyncio
 import random
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -164,7 +165,7 @@ class Chain(ClosesOnExit):
         self.max_records = max_records
         self._random = None if seed is None else random.Random(seed)
         self._tmp = tempfile.TemporaryDirectory(prefix="cascade-chain-")
-        self._runner = asyncio.Runner()
+        self._runner = _LoopRunner()
         self._jobs: list[_Job] = []
         self._lock = threading.Lock()
         self._deliveries: list[Delivery] = []
@@ -484,6 +485,48 @@ class Chain(ClosesOnExit):
                 heads.add(lane)
             ready.append(index)
         return self._jobs.pop(self._random.choice(ready))
+
+
+class _LoopRunner:
+    """Runs the egress's coroutines to completion from synchronous test code.
+
+    On the calling thread's own loop, unless that thread already runs one (an ``async def``
+    test, a Playwright sync session): then on a loop of a helper thread, since asyncio allows
+    one running loop per thread."""
+
+    def __init__(self) -> None:
+        self._runner = asyncio.Runner()
+        self._helper: ThreadPoolExecutor | None = None
+        self._helper_runner: asyncio.Runner | None = None
+
+    def run(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        if not _loop_running():
+            self._runner.run(coroutine)
+            return
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(1, thread_name_prefix="cascade-chain")
+        self._helper.submit(self._run_in_helper, coroutine).result()
+
+    def _run_in_helper(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        if self._helper_runner is None:
+            self._helper_runner = asyncio.Runner()
+        self._helper_runner.run(coroutine)
+
+    def close(self) -> None:
+        self._runner.close()
+        if self._helper is not None:
+            if self._helper_runner is not None:
+                self._helper.submit(self._helper_runner.close).result()
+            self._helper.shutdown()
+            self._helper = None
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class _IngressTransport:

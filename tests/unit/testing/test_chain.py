@@ -7,6 +7,7 @@ import asyncio
 import base64
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -196,6 +197,19 @@ def test_an_unordered_trigger_may_reorder_under_a_seed() -> None:
         chain.run_until_idle()
         got = offsets(chain, "recorder-pong-unordered", "a")
         assert got == sorted(got)
+
+
+async def run_inside_a_running_loop(chain: Chain) -> int:
+    chain.send(Ping(key="k", n=1), partitionkey="k")
+    return chain.run_until_idle()
+
+
+def test_the_chain_also_runs_where_an_event_loop_is_running(chain: Chain) -> None:
+    """From an ``async def`` test (or beside a Playwright session) the thread's loop is busy."""
+    with ThreadPoolExecutor(1) as thread:  # a thread of its own: this one may run a loop already
+        processed = thread.submit(asyncio.run, run_inside_a_running_loop(chain)).result()
+    assert processed == 2 * len(chain.topology.triggers)  # ping, pong: every Trigger sees both
+    assert [d.status for d in chain.deliveries()] == [200, 204, 204]
 
 
 def test_several_brokers_need_a_choice_and_bad_folders_fail_clearly(tmp_path: Path) -> None:
