@@ -15,6 +15,7 @@ else the one on 127.0.0.1:4222 when it answers, else None (the caller starts its
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -22,11 +23,15 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 
 from scripts.kafka_server import free_port
 
+T = TypeVar("T")
 _START_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 10.0
 SHARED_URL = "nats://127.0.0.1:4222"
@@ -133,8 +138,6 @@ class NatsServer:
 
 def delete_stream(url: str, name: str) -> None:
     """Remove a stream a test or benchmark created (and its consumers); gone already is fine."""
-    import asyncio
-
     import nats
     import nats.js.errors
 
@@ -147,4 +150,10 @@ def delete_stream(url: str, name: str) -> None:
         finally:
             await client.close()
 
-    asyncio.run(delete())
+    run_coroutine(delete())
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` in a thread of its own: a caller's thread may already run a loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

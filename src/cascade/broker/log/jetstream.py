@@ -149,6 +149,8 @@ class NatsLog(BrokerLog):
         self._append_locks: list[asyncio.Lock] = []
         self._commit_locks: dict[str, asyncio.Lock] = {}
         self._pull_subscriptions: dict[str, JetStreamContext.PullSubscription] = {}
+        # Publishes awaiting their ack: a lost connection fails them at once (see _publish).
+        self._publishing: set[asyncio.Future[Any]] = set()
         self._nc: Client | None = None
         self._last_error: BaseException | None = None  # the client's, for the start-up error
         try:
@@ -276,6 +278,8 @@ class NatsLog(BrokerLog):
         if self._closed:
             return
         _logger.warning("NATS %s: disconnected; appends fail until it is back", self.url)
+        for publish in self._publishing:
+            publish.cancel()
 
     async def _on_reconnected(self) -> None:
         _logger.warning("NATS %s: reconnected", self.url)
@@ -323,8 +327,8 @@ class NatsLog(BrokerLog):
         conflicts = 0
         while loop.time() < deadline:
             tail = self._tails[partition] or await self._read_tail(partition)
-            try:
-                ack = await self._js.publish(
+            publish = asyncio.ensure_future(
+                self._js.publish(
                     self._subject(partition),
                     data,
                     timeout=self._timeout,
@@ -334,6 +338,21 @@ class NatsLog(BrokerLog):
                         _EXPECTED_LAST_SUBJECT_SEQ: str(tail.last_seq),
                     },
                 )
+            )
+            self._publishing.add(publish)
+            try:
+                ack = await publish
+            except asyncio.CancelledError:
+                self._tails[partition] = None
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # we are being cancelled ourselves
+                # _on_disconnected gave up on it: whether NATS stored it is unknown, so the
+                # caller answers 503 now instead of after the timeout (a retry may duplicate).
+                raise LogError(
+                    f"NATS stream {self.stream}: the connection to {self.url} was lost while"
+                    " storing"
+                ) from None
             except nats.js.errors.APIError as exc:
                 self._tails[partition] = None
                 if exc.err_code == _WRONG_LAST_SEQUENCE:
@@ -347,6 +366,8 @@ class NatsLog(BrokerLog):
                 # Unknown whether it was stored: read the partition's tail before the next one.
                 self._tails[partition] = None
                 raise
+            finally:
+                self._publishing.discard(publish)
             self._tails[partition] = _Tail(ack.seq, tail.next_offset + 1)
             return tail.next_offset
         raise LogError(

@@ -3,7 +3,6 @@ durable JetStream consumers, and a server that is not there."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import nats
 import pytest
 from nats.js.api import AckPolicy
-from scripts.nats_server import NatsServer, delete_stream
+from scripts.nats_server import NatsServer, delete_stream, run_coroutine
 
 from cascade.broker.event import StoredEvent
 from cascade.broker.log.base import LogError
@@ -68,7 +67,7 @@ def test_messages_are_cloudevents_in_nats_binary_mode(nats_url: str, stream: str
         finally:
             await client.close()
 
-    subject, headers, data = asyncio.run(fetch())
+    subject, headers, data = run_coroutine(fetch())
     assert subject == f"{stream}.{partition}"
     assert data == b'{"total": 3}'
     assert headers["ce-id"] == "order-1"
@@ -136,7 +135,7 @@ def test_commits_are_durable_consumers_with_explicit_acks(nats_url: str, stream:
         finally:
             await client.close()
 
-    name, ack_policy, filter_subject, pending = asyncio.run(consumer())
+    name, ack_policy, filter_subject, pending = run_coroutine(consumer())
     assert name == f"knative-trigger-shop=2Ev1-fulfil-p{partition}"
     assert ack_policy == AckPolicy.EXPLICIT
     assert filter_subject == f"{stream}.{partition}"
@@ -175,7 +174,7 @@ def test_commit_after_a_crash_mid_commit_acks_the_leftovers(nats_url: str, strea
             finally:
                 await client.close()
 
-        asyncio.run(fetch_without_ack())
+        run_coroutine(fetch_without_ack())
         log.commit("g", {0: 5})
         assert log.committed("g", 0) == 5
         log.commit("g", {0: 6})
