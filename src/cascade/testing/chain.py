@@ -39,7 +39,7 @@ import asyncio
 import random
 import tempfile
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +167,7 @@ class Chain(ClosesOnExit):
         self._tmp = tempfile.TemporaryDirectory(prefix="cascade-chain-")
         self._runner = _LoopRunner()
         self._jobs: list[_Job] = []
+        self._touched: list[FunctionClient] = []  # called since the last outbox flush
         self._lock = threading.Lock()
         self._deliveries: list[Delivery] = []
         self._stored: list[Message] = []
@@ -314,8 +315,8 @@ class Chain(ClosesOnExit):
 
         Raises ChainError past ``max_records`` (a reply loop: Kafka has no loop guard)."""
         processed = 0
+        self._publish_outboxes(self.clients.values())  # what routes committed to publish
         while True:
-            self._publish_outboxes()  # what the last handler or route committed to publish
             job = self._next_job()
             if job is None:
                 break
@@ -329,12 +330,15 @@ class Chain(ClosesOnExit):
                 )
             self._runner.run(job.trigger.egress.process(job.record))
             processed += 1
+            # What the handlers just called committed to publish (only they can have).
+            touched, self._touched = self._touched, []
+            self._publish_outboxes(dict.fromkeys(touched))
         return processed
 
-    def _publish_outboxes(self) -> None:
+    def _publish_outboxes(self, clients: Iterable[FunctionClient]) -> None:
         """Send what the functions committed with ``ctx.publish``: their relays run only
         here, between deliveries, so a chain's run is deterministic."""
-        for client in self.clients.values():
+        for client in clients:
             client.flush_outbox()
 
     def deliveries(
@@ -442,6 +446,7 @@ class Chain(ClosesOnExit):
         except ChainError as exc:
             note(None, str(exc), None)
             raise TransportError(str(exc)) from None
+        self._touched.append(client)
         result = client.post(headers, event.data, path)
         note(result.status, None, result)
         return HttpResponse(result.status, dict(result.headers), result.body)
