@@ -73,7 +73,7 @@ SEED ?= 1
 STATE ?= sqlite
 
 .PHONY: chaos
-chaos: $(STAMP) ## The shop under cascade run through faults and kill -9s, then checked: ORDERS=10000 KILLS=20 SEED=1 LOG=sqlite|kafka STATE=sqlite|postgres
+chaos: $(STAMP) ## The shop under cascade run through faults and kill -9s, then checked: ORDERS=10000 KILLS=20 SEED=1 LOG=sqlite|kafka|nats STATE=sqlite|postgres
 	$(BIN)/python -m bench.chaos --orders $(ORDERS) --kills $(KILLS) --seed $(SEED) --log $(LOG) --state $(STATE)
 
 .PHONY: tools

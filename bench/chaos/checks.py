@@ -322,7 +322,11 @@ def _check_deliveries(
 
 
 def open_broker_log(
-    kind: str, data_dir: Path, bootstrap_servers: str | None, partitions: int = 10
+    kind: str,
+    data_dir: Path,
+    bootstrap_servers: str | None,
+    nats_url: str | None = None,
+    partitions: int = 10,
 ) -> BrokerLog:
     return open_log(
         kind,  # type: ignore[arg-type]
@@ -331,4 +335,5 @@ def open_broker_log(
         partitions=partitions,
         data_dir=data_dir,
         bootstrap_servers=bootstrap_servers,
+        nats_url=nats_url,
     )

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from scripts.kafka_server import tansu_broker
+from scripts.nats_server import NatsServer
 from sqlalchemy import create_engine, text
 
 from bench._report import machine_info, source_revision, utc_now, write_json
@@ -362,9 +363,14 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
             env["DATABASE_URL"] = database_url
         log_args = ["--log", options.log]
         bootstrap = None
+        nats_url = None
         if options.log == "kafka":
             bootstrap = stack.enter_context(tansu_broker())
             log_args += ["--bootstrap-servers", bootstrap]
+        elif options.log == "nats":
+            # A server of its own: the stream of an earlier run must not count in the checks.
+            nats_url = stack.enter_context(NatsServer()).url
+            log_args += ["--nats-url", nats_url]
         shop = start_shop(workdir, env, log_args)
         stack.callback(_stop_shop, shop)
         say(f"shop ready in {time.monotonic() - started:.1f} s; placing orders")
@@ -398,7 +404,7 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
         sampler.stop()
         code = _stop_shop(shop)  # a clean stop must work after all this (exit 0)
         say(f"stopped (exit {code}); checking the stores and the broker log")
-        broker_log = open_broker_log(options.log, shop.data_dir, bootstrap)
+        broker_log = open_broker_log(options.log, shop.data_dir, bootstrap, nats_url)
         try:
             verdict = check(
                 accepted=clients.accepted,
@@ -477,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--log", choices=("sqlite", "kafka"), default="sqlite")
+    parser.add_argument("--log", choices=("sqlite", "kafka", "nats"), default="sqlite")
     parser.add_argument("--state", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument(
