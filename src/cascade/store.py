@@ -32,6 +32,7 @@ from sqlalchemy import (
     create_engine,
     event,
     inspect,
+    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
@@ -52,6 +53,8 @@ READ_ONLY = "cascade_read_only"
 # Execution option for a Connection wrapped around a DBAPI connection whose transaction has
 # already begun (EventTransaction): SQLAlchemy's begin must not issue BEGIN again.
 BEGUN = "cascade_begun"
+# PostgreSQL advisory lock key held while creating tables ("cascade" in ASCII).
+SCHEMA_LOCK_KEY = 0x636173636164
 
 _runtime_metadata = MetaData()
 
@@ -138,9 +141,17 @@ class Store:
         try:
             if self._tables_exist():
                 return  # the usual case in a worker: the master created them before forking
-            _runtime_metadata.create_all(self.engine)
-            if self.metadata is not None:
-                self.metadata.create_all(self.engine)
+            with self.engine.begin() as connection:
+                if self.dialect == "postgresql":
+                    # Functions sharing one database start together (cascade run, or pods):
+                    # PostgreSQL fails one of two racing CREATE TABLEs, so they take turns.
+                    # The lock ends with this transaction, and DDL is transactional there.
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY}
+                    )
+                _runtime_metadata.create_all(connection)
+                if self.metadata is not None:
+                    self.metadata.create_all(connection)
         except OperationalError as exc:
             raise StoreError(
                 f"cannot initialise the store at {self.engine.url!r}: {exc.orig}"

@@ -12,8 +12,9 @@ from sqlalchemy import text
 
 from cascade.loader import load_module
 from cascade.settings import Settings
+from cascade.store import Store
 from cascade.testing import FunctionClient
-from tests.integration.postgres import postgres_schema
+from tests.integration.postgres import postgres_schema, throwaway_schema
 from tests.integration.server import PROBE, send_at_once, serve
 from tests.unit.runtime import idempotency_checks as checks
 
@@ -106,3 +107,36 @@ def test_served_workers_share_postgres(postgres_schema: str, tmp_path: Path) -> 
         assert len({r.body for r in results}) == 1
         assert server.metric('cascade_duplicates_total{function="probe"}') == 3.0
     assert not (tmp_path / ".cascade").exists()  # nothing fell back to SQLite
+
+
+def _create_all_at_once(stores: list[Store]) -> list[BaseException]:
+    """Run every store's create_all in its own thread, released together; the errors."""
+    barrier = threading.Barrier(len(stores))
+    errors: list[BaseException] = []
+
+    def start(store: Store) -> None:
+        barrier.wait()
+        try:
+            store.create_all()
+        except BaseException as exc:  # noqa: BLE001 - collected for the assert
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_functions_starting_together_create_shared_tables_once() -> None:
+    """Every function of a shop creates the runtime's tables in one shared database at start
+    (five processes on `cascade run --state postgres`, or pods on a cluster); two CREATE TABLEs
+    racing in PostgreSQL fail one of them with a unique violation on pg_type."""
+    for _ in range(3):  # a race: each round starts on an empty schema
+        with throwaway_schema("cascade_race") as url:
+            stores = [Store(url) for _ in range(8)]
+            errors = _create_all_at_once(stores)
+            for store in stores:
+                store.dispose()
+            assert errors == []
