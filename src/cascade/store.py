@@ -12,6 +12,7 @@ failing with "database is locked" when it later tries to upgrade a read lock.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,7 @@ from sqlalchemy.exc import (
     ArgumentError,
     DataError,
     DBAPIError,
+    DisconnectionError,
     NoSuchModuleError,
     OperationalError,
 )
@@ -55,6 +57,11 @@ READ_ONLY = "cascade_read_only"
 BEGUN = "cascade_begun"
 # PostgreSQL advisory lock key held while creating tables ("cascade" in ASCII).
 SCHEMA_LOCK_KEY = 0x636173636164
+# A pooled server connection unused for longer than this is pinged before it is handed out
+# (one round trip), so one that died meanwhile (a restart, an idle timeout) is replaced. A
+# connection in steady use is not: pinging every checkout cost a round trip per event.
+PING_IDLE_SECONDS = 5.0
+_LAST_USED = "cascade_last_used"
 
 _runtime_metadata = MetaData()
 
@@ -272,7 +279,7 @@ class EventTransaction:
 
 def _engine(url: str, dialect: str, database: str | None) -> Engine:
     if dialect != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return _server_engine(url)
     if database and database != ":memory:" and not database.startswith("file:"):
         try:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -303,5 +310,34 @@ def _engine(url: str, dialect: str, database: str | None) -> Engine:
             return
         read_only = options.get(READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _server_engine(url: str) -> Engine:
+    """A PostgreSQL engine whose pool pings only connections that sat idle (PING_IDLE_SECONDS)."""
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_LAST_USED, 0.0) < PING_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out a fresh one.
+            raise DisconnectionError(f"pooled connection is gone: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("pooled connection is gone")
+        record.info[_LAST_USED] = time.monotonic()
 
     return engine

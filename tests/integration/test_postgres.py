@@ -8,8 +8,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
+from cascade import store as store_module
 from cascade.loader import load_module
 from cascade.settings import Settings
 from cascade.store import Store
@@ -95,6 +97,46 @@ def test_two_apps_on_one_database_dedupe_together(
 def test_plain_postgresql_url_uses_psycopg(postgres_schema: str) -> None:
     plain = postgres_schema.replace("postgresql+psycopg://", "postgresql://", 1)
     assert Settings(database_url=plain).database_url_for("x").startswith("postgresql+psycopg://")
+
+
+def _kill_pooled_connection(store: store_module.Store) -> None:
+    """Terminate the server side of the pool's only connection, as a restart would."""
+    with store.engine.connect() as connection:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    killer = create_engine(store.url)
+    try:
+        with killer.begin() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        killer.dispose()
+
+
+def test_a_pooled_connection_that_died_while_idle_is_replaced(
+    postgres_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = store_module.Store(postgres_schema)
+    try:
+        _kill_pooled_connection(store)
+        monkeypatch.setattr(store_module, "PING_IDLE_SECONDS", 0.0)  # it has been idle "long"
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT 1").scalar_one() == 1
+    finally:
+        store.dispose()
+
+
+def test_a_connection_in_steady_use_is_not_pinged(
+    postgres_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The counterpart of the test above: without the idle ping the dead connection is handed
+    # out, so that test passes because of the ping (and a busy pool skips the round trip).
+    store = store_module.Store(postgres_schema)
+    try:
+        _kill_pooled_connection(store)
+        monkeypatch.setattr(store_module, "PING_IDLE_SECONDS", 3600.0)
+        with pytest.raises(OperationalError), store.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    finally:
+        store.dispose()
 
 
 @pytest.mark.slow
