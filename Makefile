@@ -66,6 +66,7 @@ endif
 bench: $(STAMP) ## Run the benchmarks in bench/ and print ratio tables
 	$(BIN)/python -m bench.function_throughput
 	$(BIN)/python -m bench.broker_throughput
+	$(BIN)/python -m bench.chain_throughput
 
 ORDERS ?= 10000
 KILLS ?= 20

@@ -7,7 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FULL", "QUICK", "Options", "Profile", "build_parser", "options_from", "parse_options"]
+__all__ = [
+    "FULL",
+    "QUICK",
+    "Options",
+    "Profile",
+    "add_out_flag",
+    "build_parser",
+    "options_from",
+    "parse_options",
+    "results_path",
+]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -108,6 +118,12 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
         metavar="N",
         help="gunicorn workers for every server under test (default 2, sync worker class)",
     )
+    add_out_flag(parser, name)
+    return parser
+
+
+def add_out_flag(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--out PATH``; :func:`results_path` gives its default."""
     parser.add_argument(
         "--out",
         type=Path,
@@ -115,7 +131,11 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
         help=f"where to write the JSON results (default bench/results/{name}.json, "
         f"quick runs bench/results/{name}.quick.json)",
     )
-    return parser
+
+
+def results_path(out: Path | None, name: str, quick: bool) -> Path:
+    """``--out`` when given, else ``bench/results/<name>[.quick].json``."""
+    return out or RESULTS_DIR / (f"{name}.quick.json" if quick else f"{name}.json")
 
 
 def options_from(args: argparse.Namespace, name: str) -> Options:
@@ -129,5 +149,5 @@ def options_from(args: argparse.Namespace, name: str) -> Options:
         warmup_s=args.warmup if args.warmup is not None else profile.warmup_s,
         workers=args.workers,
         quick=args.quick,
-        out=args.out or RESULTS_DIR / (f"{name}.quick.json" if args.quick else f"{name}.json"),
+        out=results_path(args.out, name, args.quick),
     )

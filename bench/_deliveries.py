@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench._report import percentile
+
 __all__ = [
     "DELIVERY_DIR_ENV",
     "DeliveryFiles",
@@ -57,12 +59,8 @@ class RunStats:
                 self.first_sent_us = sent_us
 
     def summary(self) -> dict[str, Any]:
-        ordered = sorted(self.latencies_us)
-
         def pct(p: float) -> float:
-            if not ordered:
-                return 0.0
-            return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] / 1000.0
+            return percentile(self.latencies_us, p) / 1000.0
 
         return {
             "unique": len(self.ids),

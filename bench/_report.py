@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
+    "Floor",
     "Limit",
     "Ratio",
     "interleaved",
@@ -22,6 +23,7 @@ __all__ = [
     "markdown_table",
     "medians",
     "noise_note",
+    "percentile",
     "progress",
     "run_interleaved",
     "source_revision",
@@ -81,6 +83,31 @@ class Limit:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "verdict": self.verdict}
+
+
+@dataclass(frozen=True)
+class Floor:
+    """A figure with a minimum, e.g. confirmed orders/s through the whole shop."""
+
+    name: str
+    value: float
+    floor: float
+    unit: str
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.value >= self.floor else "MISS"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "verdict": self.verdict}
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The nearest-rank ``p``-th percentile (0 for no values); ``p`` = 100 is the maximum."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def medians(samples: Sequence[Mapping[str, float]]) -> dict[str, float]:

@@ -173,6 +173,17 @@ def start_shop(
     raise RuntimeError(f"cascade run was not ready after {timeout:g} s:\n{tail(output)}")
 
 
+def shop_env(workdir: Path, seed_stock: dict[str, int]) -> dict[str, str]:
+    """This environment without telemetry settings of its own (``cascade run`` sets those),
+    no colours, and the inventory seeded with ``seed_stock`` (a ``stock.json`` in ``workdir``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS"))}
+    env["NO_COLOR"] = "1"
+    stock_file = workdir / "stock.json"
+    stock_file.write_text(json.dumps(seed_stock))
+    env["INVENTORY_STOCK_FILE"] = str(stock_file)
+    return env
+
+
 def tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -349,11 +360,7 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
     )
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS"))}
-        env["NO_COLOR"] = "1"
-        stock_file = workdir / "stock.json"
-        stock_file.write_text(json.dumps(seed_stock))
-        env["INVENTORY_STOCK_FILE"] = str(stock_file)
+        env = shop_env(workdir, seed_stock)
         smtp = RefusingSmtp(workdir / "mailbox.sqlite3", options.seed)
         env["SMTP_URL"] = smtp.start()
         stack.callback(smtp.stop)
@@ -372,7 +379,7 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
             nats_url = stack.enter_context(NatsServer()).url
             log_args += ["--nats-url", nats_url]
         shop = start_shop(workdir, env, log_args)
-        stack.callback(_stop_shop, shop)
+        stack.callback(stop_shop, shop)
         say(f"shop ready in {time.monotonic() - started:.1f} s; placing orders")
 
         sampler = RssSampler(leaders=shop.pids, events=shop.events)
@@ -402,7 +409,7 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
         events = shop.events()
         restarts = shop.restarts()
         sampler.stop()
-        code = _stop_shop(shop)  # a clean stop must work after all this (exit 0)
+        code = stop_shop(shop)  # a clean stop must work after all this (exit 0)
         say(f"stopped (exit {code}); checking the stores and the broker log")
         broker_log = open_broker_log(options.log, shop.data_dir, bootstrap, nats_url)
         try:
@@ -445,7 +452,7 @@ def run_chaos(options: ChaosOptions) -> ChaosResult:
     return ChaosResult(verdict, figures, dict(clients.accepted), seed_stock, workdir)
 
 
-def _stop_shop(shop: Shop) -> int:
+def stop_shop(shop: Shop) -> int:
     if shop.process.poll() is None:
         shop.process.send_signal(signal.SIGINT)
         try:
