@@ -18,15 +18,24 @@ from bench._report import percentile
 
 __all__ = [
     "DELIVERY_DIR_ENV",
+    "LATENCY_PERCENTILES",
     "DeliveryFiles",
     "RunStats",
     "delivery_line",
+    "percentile_key",
     "run_of",
     "worker_file",
 ]
 
 # Where the Cascade subscriber's workers write their delivery files.
 DELIVERY_DIR_ENV = "BENCH_DELIVERY_DIR"
+# Delivery-latency percentiles kept per run: enough points to draw the distribution
+# (bench.charts); the key of 99.9 is "p99_9".
+LATENCY_PERCENTILES = (10.0, 25.0, 50.0, 75.0, 90.0, 99.0, 99.9)
+
+
+def percentile_key(p: float) -> str:
+    return "p" + f"{p:g}".replace(".", "_")
 
 
 def run_of(ce_id: str) -> str:
@@ -67,7 +76,10 @@ class RunStats:
             "duplicates": self.duplicates,
             "first_sent_us": self.first_sent_us,
             "last_received_us": self.last_received_us,
-            "latency_ms": {"p50": pct(50), "p99": pct(99), "max": pct(100)},
+            "latency_ms": {
+                **{percentile_key(p): pct(p) for p in LATENCY_PERCENTILES},
+                "max": pct(100),
+            },
         }
 
 

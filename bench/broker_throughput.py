@@ -41,6 +41,7 @@ from bench._cli import Options, build_parser, options_from
 from bench._deliveries import DELIVERY_DIR_ENV, DeliveryFiles
 from bench._load import Measurement, fresh_run_id, measure
 from bench._report import (
+    Limit,
     Ratio,
     markdown_table,
     medians,
@@ -173,6 +174,8 @@ class Delivery:
             "delivered_per_s": self.delivered_per_s,
             "delivery_p50_ms": self.latency_ms.get("p50", 0.0),
             "delivery_p99_ms": self.latency_ms.get("p99", 0.0),
+            # Every percentile the subscriber kept (p10 ... p99_9, max): the distribution chart.
+            **{f"delivery_{k}_ms": v for k, v in self.latency_ms.items()},
             "delivered": float(self.unique),
             "duplicates": float(self.duplicates),
             "lost": float(self.lost),
@@ -676,6 +679,11 @@ def _report(
             for s, kind, key in keys
         ],
         "ratios": [q.as_dict() for q in ratios],
+        # Zero loss as a ceiling of 0, so bench.summary lists it with the other targets.
+        "limits": [
+            Limit(f"{s} subscriber: accepted events lost", n, 0, "events").as_dict()
+            for s, n in lost_by_subscriber.items()
+        ],
         "lost": total_lost,
         "malformed_delivery_records": malformed,
         "errors": total_errors,

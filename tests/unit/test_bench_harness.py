@@ -260,10 +260,24 @@ class TestSubscriberStats:
         assert summary["duplicates"] == 1
         assert summary["first_sent_us"] == 1_000
         assert summary["last_received_us"] == 3_000
-        assert summary["latency_ms"] == {"p50": 2.0, "p99": 2.0, "max": 2.0}
+        latency = summary["latency_ms"]
+        assert (latency["p50"], latency["p99"], latency["max"]) == (2.0, 2.0, 2.0)
+        assert (latency["p10"], latency["p99_9"]) == (1.0, 2.0)
+
+    def test_keeps_the_percentiles_of_the_distribution(self) -> None:
+        stats = RunStats()
+        for n in range(1, 1001):  # latencies of 1 ... 1000 ms
+            stats.record(f"r1-1-{n}", sent_us=0, received_us=n * 1000)
+        latency = stats.summary()["latency_ms"]
+        assert list(latency) == ["p10", "p25", "p50", "p75", "p90", "p99", "p99_9", "max"]
+        assert latency["p10"] == 101.0
+        assert latency["p50"] == 501.0
+        assert latency["p99"] == 991.0
+        assert latency["p99_9"] == 1000.0
+        assert latency["max"] == 1000.0
 
     def test_empty_run(self) -> None:
-        assert RunStats().summary()["latency_ms"] == {"p50": 0.0, "p99": 0.0, "max": 0.0}
+        assert set(RunStats().summary()["latency_ms"].values()) == {0.0}
 
 
 class TestBrokerDelivery:
@@ -305,6 +319,7 @@ class TestBrokerDelivery:
         assert delivery.accepted == 7
         assert metrics["delivered_per_s"] == pytest.approx(7.0)
         assert metrics["delivery_p99_ms"] == 3.5
+        assert metrics["delivery_max_ms"] == 4.0  # every kept percentile, for the chart
         assert (metrics["duplicates"], metrics["lost"]) == (2.0, 0.0)
 
     def test_manifest_has_an_unordered_trigger_to_the_subscriber(self) -> None:
