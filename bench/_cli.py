@@ -73,8 +73,17 @@ def parse_options(name: str, description: str, argv: Sequence[str] | None = None
     return options_from(build_parser(name, description).parse_args(argv), name)
 
 
-def build_parser(name: str, description: str) -> argparse.ArgumentParser:
-    """The shared flags; a benchmark may add its own before parsing."""
+DEFAULT_WORKERS = 2
+
+
+def build_parser(
+    name: str, description: str, *, workers_flag: bool = True
+) -> argparse.ArgumentParser:
+    """The shared flags; a benchmark may add its own before parsing.
+
+    ``workers_flag=False`` leaves ``--workers N`` out, for a benchmark that sets the worker
+    counts itself (bench.function_scaling).
+    """
     parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
     parser.add_argument(
         "--quick",
@@ -111,13 +120,15 @@ def build_parser(name: str, description: str) -> argparse.ArgumentParser:
         help="unmeasured load on each target before the runs (default "
         f"{FULL.warmup_s:g}, quick {QUICK.warmup_s:g}; 0 skips it)",
     )
-    parser.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=2,
-        metavar="N",
-        help="gunicorn workers for every server under test (default 2, sync worker class)",
-    )
+    if workers_flag:
+        parser.add_argument(
+            "--workers",
+            type=_positive_int,
+            default=DEFAULT_WORKERS,
+            metavar="N",
+            help=f"gunicorn workers for every server under test (default {DEFAULT_WORKERS}, "
+            "sync worker class)",
+        )
     add_out_flag(parser, name)
     return parser
 
@@ -147,7 +158,7 @@ def options_from(args: argparse.Namespace, name: str) -> Options:
         threads=args.threads,
         runs=args.runs if args.runs is not None else profile.runs,
         warmup_s=args.warmup if args.warmup is not None else profile.warmup_s,
-        workers=args.workers,
+        workers=getattr(args, "workers", DEFAULT_WORKERS),
         quick=args.quick,
         out=results_path(args.out, name, args.quick),
     )
