@@ -62,11 +62,20 @@ else
 		$(if $(NATS_URL),--nats-url $(NATS_URL))
 endif
 
+# The benchmarks `make bench` runs, in order; bench.charts and bench.summary read their results.
+BENCHMARKS ?= function_throughput function_scaling broker_throughput chain_throughput
+QUICK ?=
+BENCH_QUICK = $(if $(QUICK),--quick)
+
 .PHONY: bench
-bench: $(STAMP) ## Run the benchmarks in bench/ and print ratio tables
-	$(BIN)/python -m bench.function_throughput
-	$(BIN)/python -m bench.broker_throughput
-	$(BIN)/python -m bench.chain_throughput
+bench: $(STAMP) ## Run the benchmarks in bench/ (QUICK=1: smoke runs), draw PNG charts, print every target's PASS/MISS
+	@started=$$(date -u +%Y-%m-%dT%H:%M:%SZ); status=0; \
+	for name in $(BENCHMARKS); do \
+		$(BIN)/python -m bench.$$name $(BENCH_QUICK) || status=1; \
+	done; \
+	$(BIN)/python -m bench.charts $(BENCH_QUICK) $(BENCHMARKS) || status=1; \
+	$(BIN)/python -m bench.summary --since $$started $(BENCH_QUICK) $(BENCHMARKS) || status=1; \
+	exit $$status
 
 ORDERS ?= 10000
 KILLS ?= 20
