@@ -3,7 +3,7 @@
 Per result ``<name>.json`` (or ``<name>.quick.json``), each chart that its content allows:
   <name>.throughput.png  median rates of every row (each ``*_per_s`` figure), runs' min-max
   <name>.ratios.png      every ratio as a bar, its target drawn, coloured by verdict; one
-                         panel per limit (value against its ceiling)
+                         panel per limit or floor (value against its bound)
   <name>.latency.png     latency percentiles per row (delivery latency where the rows have
                          it, else request latency), log scale
   <name>.scaling.png     req/s over gunicorn workers per series (rows with ``series`` and
@@ -122,9 +122,18 @@ def _checks(result: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
     return [q for q in items if isinstance(q, Mapping) and isinstance(q.get("value"), int | float)]
 
 
+def _bounded(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Limits (a ceiling) and floors (a minimum with a unit), from ``limits`` and ``checks``."""
+    return [
+        q
+        for q in _checks(result, "limits") + _checks(result, "checks")
+        if isinstance(q.get("limit"), int | float) or isinstance(q.get("floor"), int | float)
+    ]
+
+
 def draw_ratios(result: Mapping[str, Any]) -> Figure | None:
-    """Each ratio as a bar with its target line; each limit in a panel of its own."""
-    ratios, limits = _checks(result, "ratios"), _checks(result, "limits")
+    """Each ratio as a bar with its target line; each limit or floor in a panel of its own."""
+    ratios, limits = _checks(result, "ratios"), _bounded(result)
     if not ratios and not limits:
         return None
     heights = ([max(2.0, 0.4 * len(ratios))] if ratios else []) + [0.9] * len(limits)
@@ -165,20 +174,16 @@ def draw_ratios(result: Mapping[str, Any]) -> Figure | None:
         ax.set_xlabel("ratio of same-run medians (black line: target, bar colour: verdict)")
         ax.set_title(_title(result, "ratios and targets"), fontsize=10)
     for ax, q in zip(axes, limits, strict=True):
-        value, limit = float(q["value"]), float(q.get("limit") or 0.0)
+        is_floor = isinstance(q.get("floor"), int | float)
+        value, bound = float(q["value"]), float(q["floor"] if is_floor else q["limit"])
         unit = str(q.get("unit", ""))
         verdict = str(q.get("verdict", "-"))
         ax.barh([0], [value], color=VERDICT_COLOURS.get(verdict, VERDICT_COLOURS["-"]), height=0.6)
-        ax.vlines(limit, -0.42, 0.42, colors=TARGET_COLOUR, linewidth=2)
-        ax.set_xlim(0, max(value, limit, 1e-9) * 1.35)
+        ax.vlines(bound, -0.42, 0.42, colors=TARGET_COLOUR, linewidth=2)
+        ax.set_xlim(0, max(value, bound, 1e-9) * 1.35)
         ax.set_yticks([0], [str(q.get("name", "?"))], fontsize=8)
-        ax.text(
-            value,
-            0,
-            f" {value:,.1f} {unit} (limit <= {limit:g}: {verdict})",
-            va="center",
-            fontsize=7,
-        )
+        wanted = f"target >= {bound:g}" if is_floor else f"limit <= {bound:g}"
+        ax.text(value, 0, f" {value:,.1f} {unit} ({wanted}: {verdict})", va="center", fontsize=7)
         ax.set_xlabel(unit, fontsize=8)
     return fig
 

@@ -1,7 +1,7 @@
 """The last word of ``make bench``: every target of every benchmark, PASS or MISS, in one list.
 
 Reads ``bench/results/<name>.json`` of each benchmark named (``--quick``: ``<name>.quick.json``)
-and prints one line per target (a ratio with a target or a limit, bench/_report.py's format)
+and prints one line per target (a ratio with a target, a limit or a floor; bench/_report.py)
 with its verdict and figure, a ``not run`` line for a benchmark without results (or with
 results older than ``--since``), a NOTE where a ratio's baseline row moved between runs by more
 than bench/_report.py's noise threshold, and last how many targets passed. Generic: no
@@ -62,36 +62,43 @@ def _number(value: Any) -> float | None:
 
 
 def _fmt(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}".removesuffix(".0")
+    if abs(value) >= 100 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:.1f}"
+
+
+def _target(entry: Mapping[str, Any]) -> tuple[str, float, str] | None:
+    """(comparison, bound, unit) of a check: ratio ``target`` and ``floor`` are minimums,
+    ``limit`` a maximum; None for an entry without a numeric bound (information only)."""
+    unit = str(entry.get("unit", "x")) if "unit" in entry else "x"
+    for key, comparison in (("target", ">="), ("floor", ">="), ("limit", "<=")):
+        bound = _number(entry.get(key))
+        if bound is not None:
+            return comparison, bound, unit
+    return None
 
 
 def target_lines(name: str, result: Mapping[str, Any]) -> list[tuple[bool, str]]:
-    """(passed, line) per target of one result: ratios with a target, then limits."""
+    """(passed, line) per target of one result: its ``ratios`` with a target, ``limits`` (a
+    ceiling) and ``checks`` (bench/_report.py's Floor, Limit or Ratio), in that order."""
     out: list[tuple[bool, str]] = []
-    for q in result.get("ratios") or []:
-        value, target = _number(q.get("value")), _number(q.get("target"))
-        if value is None or target is None:
-            continue  # reported for information: no target
-        verdict = "PASS" if value >= target else "MISS"
-        out.append(
-            (
-                verdict == "PASS",
-                f"{verdict}  {name}: {q.get('name')} = {value:.2f}x (target >= {target:g}x)",
-            )
-        )
-    for q in result.get("limits") or []:
-        value, limit = _number(q.get("value")), _number(q.get("limit"))
-        if value is None or limit is None:
-            continue
-        unit = str(q.get("unit", ""))
-        verdict = "PASS" if value <= limit else "MISS"
-        out.append(
-            (
-                verdict == "PASS",
-                f"{verdict}  {name}: {q.get('name')} = {_fmt(value)} {unit} "
-                f"(limit <= {limit:g} {unit})",
-            )
-        )
+    for kind in ("ratios", "limits", "checks"):
+        entries = result.get(kind)
+        for q in entries if isinstance(entries, list) else []:
+            if not isinstance(q, Mapping):
+                continue
+            value, target = _number(q.get("value")), _target(q)
+            if value is None or target is None:
+                continue
+            comparison, bound, unit = target
+            passed = value >= bound if comparison == ">=" else value <= bound
+            word = "target" if comparison == ">=" else "limit"
+            if unit == "x":
+                figure, wanted = f"{value:.2f}x", f"{word} {comparison} {bound:g}x"
+            else:
+                figure, wanted = f"{_fmt(value)} {unit}", f"{word} {comparison} {bound:g} {unit}"
+            verdict = "PASS" if passed else "MISS"
+            out.append((passed, f"{verdict}  {name}: {q.get('name')} = {figure} ({wanted})"))
     return out
 
 

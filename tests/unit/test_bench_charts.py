@@ -191,6 +191,30 @@ class TestWhatEachChartUses:
         assert labels == ["broker / direct", "cpu ratio"]
 
 
+class TestFloors:
+    def test_a_result_with_only_a_floor_in_checks_gets_a_ratios_chart(self, tmp_path: Path) -> None:
+        # bench.chain_throughput's format: no rows, one Floor in "checks".
+        payload = {
+            "benchmark": "demo_chain",
+            "checks": [
+                {
+                    "name": "orders/s",
+                    "value": 7.0,
+                    "floor": 200,
+                    "unit": "orders/s",
+                    "verdict": "MISS",
+                }
+            ],
+        }
+        written = write_charts(_write(tmp_path, "demo_chain", payload))
+        assert [p.name for p in written] == ["demo_chain.ratios.png"]
+        _assert_png(written[0])
+        fig = draw_ratios(payload)
+        assert fig is not None
+        (panel,) = fig.axes
+        assert panel.collections[0].get_segments()[0][0][0] == 200.0  # the floor's line
+
+
 class TestMain:
     def test_draws_named_results_and_reports_missing_ones(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -54,6 +54,25 @@ class TestSummarize:
         assert (summary.passed, summary.targets) == (2, 4)
         assert summary.final_line == "2 of 4 targets passed (2 MISS)"
 
+    def test_floors_in_checks_are_targets_too(self, tmp_path: Path) -> None:
+        # bench.chain_throughput's format: no rows, a Floor in "checks".
+        payload = {
+            "benchmark": "chain",
+            "date": "2026-12-04T21:00:00Z",
+            "checks": [
+                {"name": "confirmed orders/s", "value": 7.04, "floor": 200, "unit": "orders/s"},
+                {"name": "p99 ms", "value": 90.0, "limit": 100, "unit": "ms"},
+                {"name": "informative", "value": 3.0, "unit": "s"},
+            ],
+        }
+        write(tmp_path, "chain", payload)
+        summary = summarize(["chain"], tmp_path)
+        assert summary.lines == [
+            "MISS  chain: confirmed orders/s = 7.0 orders/s (target >= 200 orders/s)",
+            "PASS  chain: p99 ms = 90 ms (limit <= 100 ms)",
+        ]
+        assert summary.final_line == "1 of 2 targets passed (1 MISS)"
+
     def test_the_verdict_is_recomputed_not_copied(self, tmp_path: Path) -> None:
         payload = result("alpha")
         payload["ratios"][1]["verdict"] = "PASS"  # a stale or wrong verdict in the file
