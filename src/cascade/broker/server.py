@@ -27,7 +27,7 @@ from cascade.broker.dispatch.sender import HttpSender
 from cascade.broker.event import Record, StoredEvent
 from cascade.broker.http.admin import Admin, TriggerView
 from cascade.broker.http.client import HttpClient
-from cascade.broker.http.limits import CappedServer
+from cascade.broker.http.fast_ingress import FastIngress, IngressServer
 from cascade.broker.ingress.appender import Appender
 from cascade.broker.ingress.receiver import BrokerEndpoint, Ingress, broker_path
 from cascade.broker.log.base import BrokerLog
@@ -308,12 +308,16 @@ class BrokerServer:
             )
 
         # aiohttp's low-level server: routing is one dict lookup here, no router or middlewares.
-        low_level = CappedServer(
+        low_level = IngressServer(
             route,
             request_factory=make_request,
             access_log=None,
             max_connections=self.settings.max_connections,
             read_timeout=self.settings.read_timeout,
+        )
+        # Plain event POSTs skip aiohttp's request objects; everything else is handed to it.
+        low_level.fast = FastIngress(
+            ingress, max_event_bytes=max_body, read_timeout=self.settings.read_timeout
         )
         self._runner = web.ServerRunner(low_level, shutdown_timeout=5.0)
         await self._runner.setup()

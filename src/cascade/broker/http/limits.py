@@ -51,8 +51,11 @@ class CappedServer(web.Server):
         self.max_connections = max_connections
         self.refused = 0
 
+    def open_connections(self) -> int:
+        return len(self._connections)
+
     def __call__(self) -> RequestHandler:
-        if len(self._connections) >= self.max_connections:
+        if self.open_connections() >= self.max_connections:
             self.refused += 1
             if self.refused == 1 or self.refused % 1000 == 0:
                 logger.warning(

@@ -43,11 +43,20 @@ class Appender:
         self, event: StoredEvent, headers: Mapping[str, str] | None = None
     ) -> tuple[int, int]:
         """Store ``event`` durably; return ``(partition, offset)``; raise LogError on failure."""
-        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        return await self.submit(event, headers)
+
+    def submit(
+        self, event: StoredEvent, headers: Mapping[str, str] | None = None
+    ) -> asyncio.Future[tuple[int, int]]:
+        """Queue ``event``; the future is done once it is durable (or failed with LogError).
+
+        For callers that wait by callback rather than in a task (the ingress fast path)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, int]] = loop.create_future()
         self._queue.append((event, headers, future))
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write())
-        return await future
+            self._writer = loop.create_task(self._write())
+        return future
 
     async def drain(self) -> None:
         """Wait until everything queued so far is stored (or failed)."""

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
+from opentelemetry.trace import Span
 
 from cascade.broker.event import StoredEvent
 from cascade.broker.http.event import event_size
@@ -28,9 +29,17 @@ from cascade.broker.telemetry.tracing import BrokerTracing, headers_for, incomin
 from cascade.codec import InvalidEvent, binary_attributes, is_structured, structured_attributes
 from cascade.identity import Refusal
 
-__all__ = ["REASON_HEADER", "BrokerEndpoint", "Ingress", "broker_path"]
+__all__ = [
+    "REASON_HEADER",
+    "STORE_FAILED",
+    "BrokerEndpoint",
+    "Ingress",
+    "PendingStore",
+    "broker_path",
+]
 
 REASON_HEADER = "Cascade-Error"
+STORE_FAILED = "storing the event failed"
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +53,20 @@ class BrokerEndpoint:
     namespace: str
     name: str
     appender: Appender
+
+
+@dataclass(frozen=True)
+class PendingStore:
+    """An accepted event on its way into the log (:meth:`Ingress.begin_store`)."""
+
+    endpoint: BrokerEndpoint
+    event: StoredEvent
+    future: asyncio.Future[tuple[int, int]]
+    span: Span | None
+
+    @property
+    def path(self) -> str:
+        return broker_path(self.endpoint.namespace, self.endpoint.name)
 
 
 class Ingress:
@@ -125,6 +148,43 @@ class Ingress:
     async def _store(
         self, endpoint: BrokerEndpoint, event: StoredEvent, headers: Mapping[str, str]
     ) -> web.Response:
+        pending = self.begin_store(endpoint, event, headers)
+        try:
+            await pending.future
+        except LogError:
+            pass  # end_store reports it
+        finally:
+            status = self.end_store(pending)
+        if status != 202:
+            return self._reject(status, STORE_FAILED, pending.path)
+        return web.Response(status=202)
+
+    # -- the pieces the fast path (cascade.broker.http.fast_ingress) shares -----------------
+
+    def fast_endpoint(self, path: str) -> BrokerEndpoint | None:
+        """The Broker at ``path`` when the fast path may take its request, else None (the
+        request then goes through :meth:`handle`, which gives every refusal its answer)."""
+        if self._identity is not None or self._draining():
+            return None
+        return self._endpoints.get(path[:-1] if path.endswith("/") else path)
+
+    def fast_event(self, headers: Mapping[str, str], body: bytes) -> StoredEvent | None:
+        """The event of a request :meth:`handle` would store, or None when it would refuse it."""
+        try:
+            if is_structured(headers.get("Content-Type")):
+                event = StoredEvent(*structured_attributes(body))
+            else:
+                event = StoredEvent(binary_attributes(headers.items()), body)
+        except InvalidEvent:
+            return None
+        if event_size(event) > self._max_event_bytes:
+            return None
+        return event
+
+    def begin_store(
+        self, endpoint: BrokerEndpoint, event: StoredEvent, headers: Mapping[str, str]
+    ) -> PendingStore:
+        """Queue ``event`` for the group commit; its future is done once it is durable."""
         parent = incoming_context(headers)
         span = None
         record_headers: dict[str, str] | None = None
@@ -133,28 +193,37 @@ class Ingress:
                 parent, f"{endpoint.namespace}/{endpoint.name}", event
             )
             record_headers = headers_for(span, parent)
+        future = endpoint.appender.submit(event, record_headers)
+        return PendingStore(endpoint, event, future, span)
+
+    def end_store(self, pending: PendingStore) -> int:
+        """202 once the event is durable, 503 when storing it failed (or was abandoned)."""
+        future = pending.future
         status = 202
-        try:
-            await endpoint.appender.append(event, record_headers)
-        except LogError as exc:
+        if future.cancelled() or not future.done():
             status = 503
+        elif future.exception() is not None:
+            status = 503
+            endpoint = pending.endpoint
             logger.error(
                 "broker %s/%s: event %s not stored: %s",
                 endpoint.namespace,
                 endpoint.name,
-                event.attributes.get("id"),
-                exc,
+                pending.event.attributes.get("id"),
+                future.exception(),
             )
-        finally:
-            if span is not None:
-                span.set_attribute("http.response.status_code", status)
-                span.end()
-        if status != 202:
-            return self._reject(
-                status, "storing the event failed", f"/{endpoint.namespace}/{endpoint.name}"
-            )
-        self._metrics.accepted(endpoint.namespace, endpoint.name)
-        return web.Response(status=202)
+        if pending.span is not None:
+            pending.span.set_attribute("http.response.status_code", status)
+            pending.span.end()
+        if status == 202:
+            self._metrics.accepted(pending.endpoint.namespace, pending.endpoint.name)
+        return status
+
+    def note_rejection(self, status: int, reason: str, path: str) -> str:
+        """Count and log a refusal; return the reason as the REASON_HEADER value."""
+        self._metrics.rejected(status)
+        logger.info("ingress %s: %d %s", path, status, reason)
+        return _header_safe(reason)
 
     def _refuse(self, refusal: Refusal, path: str) -> web.Response:
         response = self._reject(refusal.status, refusal.detail, path)
@@ -163,10 +232,9 @@ class Ingress:
         return response
 
     def _reject(self, status: int, reason: str, path: str) -> web.Response:
-        self._metrics.rejected(status)
-        logger.info("ingress %s: %d %s", path, status, reason)
         # The body stays empty as on Knative; the reason rides in a header for people with curl.
-        return web.Response(status=status, headers={REASON_HEADER: _header_safe(reason)})
+        header = self.note_rejection(status, reason, path)
+        return web.Response(status=status, headers={REASON_HEADER: header})
 
 
 async def _continue_if_expected(request: web.BaseRequest) -> None:
