@@ -14,8 +14,10 @@ The nats and kafka rows count the log server's CPU in its own column.
 The subscriber's own counts give delivered events/s (first send to last receipt) and delivery
 latency (send time carried in the ``benchsentus`` extension to receipt), and they prove zero
 loss: every event the ingress accepted with 202 arrives at least once.
-Target, per subscriber: broker delivered events/s >= 0.5x direct requests/s, zero loss. The
-Cascade subscriber's row is the headline.
+Targets (issue 13): broker delivered events/s >= 0.7x direct requests/s with the Cascade
+subscriber, >= 0.5x with the aiohttp one; broker CPU <= 100 µs per event on sqlite; a
+server-backed log's delivered events/s >= 0.5x sqlite's (within 2x); zero loss. The Cascade
+subscriber's row is the headline.
 
 ``python -m bench.broker_throughput [--subscriber cascade|aiohttp] [--log nats|kafka]
 [--quick] [--duration S]`` (default: the sqlite and nats logs)
@@ -59,7 +61,11 @@ from bench._wrk import DEFAULT_EVENT, BenchError, WrkResult, ensure_wrk
 NAME = "broker_throughput"
 NAMESPACE = "bench"
 BROKER = "default"
-TARGET_VS_DIRECT = 0.5
+# Issue 13's targets, per subscriber: broker delivered events/s over the subscriber's direct
+# req/s, and the broker's CPU per event on the sqlite log; a server-backed log within 2x of sqlite.
+TARGET_VS_DIRECT = {"cascade": 0.7, "aiohttp": 0.5}
+LIMIT_BROKER_CPU_US = 100.0
+TARGET_SERVER_LOG_VS_SQLITE = 0.5
 
 # The paced rows measure the latency the hop adds under light load, without queueing:
 # PACED_CONNECTIONS connections, each waiting PACE_MS before every request.
@@ -600,17 +606,18 @@ def _report(
                 f"{s} subscriber: broker delivered events/s / direct req/s",
                 (row_key(s, "broker"), broker["delivered_per_s"]),
                 (row_key(s, "direct"), direct["requests_per_s"]),
-                TARGET_VS_DIRECT,
+                TARGET_VS_DIRECT[s],
             )
         )
     for s in subscribers:
         for log in logs:
-            # No target: how the server-backed log compares with sqlite in the same run.
+            # How the server-backed log compares with sqlite in the same run: within 2x.
             ratios.append(
                 Ratio.of(
                     f"{s} subscriber: {log} broker delivered events/s / sqlite broker",
                     (row_key(s, log), med[row_key(s, log)]["delivered_per_s"]),
                     (row_key(s, "broker"), med[row_key(s, "broker")]["delivered_per_s"]),
+                    TARGET_SERVER_LOG_VS_SQLITE,
                 )
             )
     for s in subscribers:
@@ -626,15 +633,31 @@ def _report(
                 ),
             )
         )
+    limits = [
+        Limit(
+            f"{s} subscriber: broker CPU per event (sqlite)",
+            med[row_key(s, "broker")].get(f"cpu_us_per_request.{s}-broker", 0.0),
+            LIMIT_BROKER_CPU_US,
+            "µs",
+        )
+        for s in subscribers
+    ]
     lost_by_subscriber = {s: sum(lost[row_key(s, kind)] for kind in kinds) for s in subscribers}
     total_lost = sum(lost.values())
-    check_rows = [
-        [q.name, f"{q.value:.2f}x", f">= {q.target:g}x" if q.target else "-", q.verdict]
-        for q in ratios
-    ] + [
-        [f"{s} subscriber: accepted events lost", str(n), "0", "PASS" if not n else "FAIL"]
-        for s, n in lost_by_subscriber.items()
-    ]
+    check_rows = (
+        [
+            [q.name, f"{q.value:.2f}x", f">= {q.target:g}x" if q.target else "-", q.verdict]
+            for q in ratios
+        ]
+        + [
+            [q.name, f"{q.value:.0f} {q.unit}", f"<= {q.limit:g} {q.unit}", q.verdict]
+            for q in limits
+        ]
+        + [
+            [f"{s} subscriber: accepted events lost", str(n), "0", "PASS" if not n else "FAIL"]
+            for s, n in lost_by_subscriber.items()
+        ]
+    )
     ratio_table = markdown_table(["check", "value", "target", "verdict"], check_rows)
     print(
         f"\n## {NAME} ({utc_now()}; medians of {options.runs} interleaved runs x "
@@ -680,7 +703,8 @@ def _report(
         ],
         "ratios": [q.as_dict() for q in ratios],
         # Zero loss as a ceiling of 0, so bench.summary lists it with the other targets.
-        "limits": [
+        "limits": [q.as_dict() for q in limits]
+        + [
             Limit(f"{s} subscriber: accepted events lost", n, 0, "events").as_dict()
             for s, n in lost_by_subscriber.items()
         ],
