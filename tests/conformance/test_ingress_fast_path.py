@@ -217,7 +217,8 @@ def test_a_head_with_bytes_llhttp_refuses_is_answered_by_aiohttp(
 ) -> None:
     connection.sendall(b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: b\r\nBad\x00Name: 1\r\n\r\n")
     heads = read_answers(connection, 1)
-    assert heads and status(heads[0]) == 400
+    assert heads
+    assert status(heads[0]) == 400
 
 
 def test_accepted_events_are_counted_once(broker: BrokerProcess) -> None:
