@@ -126,8 +126,7 @@ def build_parser(
             type=_positive_int,
             default=DEFAULT_WORKERS,
             metavar="N",
-            help=f"gunicorn workers for every server under test (default {DEFAULT_WORKERS}, "
-            "sync worker class)",
+            help=f"gunicorn workers for every server under test (default {DEFAULT_WORKERS})",
         )
     add_out_flag(parser, name)
     return parser

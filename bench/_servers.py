@@ -11,19 +11,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from bench._wrk import BenchError, BenchEvent
 
 __all__ = [
     "REPO_ROOT",
+    "GunicornSetup",
     "Server",
     "cascade_argv",
     "free_port",
     "gunicorn_argv",
     "post_event",
     "process_tree_cpu_s",
+    "runtime_gunicorn_setup",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,20 +46,63 @@ def free_port() -> int:
             return port
 
 
-def gunicorn_argv(app: str, port: int, *, workers: int, extra: Sequence[str] = ()) -> list[str]:
+@dataclass(frozen=True)
+class GunicornSetup:
+    """Worker class, processes and threads: what every server under test shares."""
+
+    worker_class: str
+    workers: int
+    threads: int
+
+    def describe(self) -> str:
+        return f"gunicorn {self.worker_class} {self.workers}x{self.threads}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"worker_class": self.worker_class, "workers": self.workers, "threads": self.threads}
+
+
+def runtime_gunicorn_setup(workers: int) -> GunicornSetup:
+    """The Cascade runtime's gunicorn preset (``cascade serve``'s defaults) with ``workers``.
+
+    Read from the preset itself, so the baselines follow it when it changes. Every row runs
+    with it: a row on another worker class measures the worker, not the framework (``sync``
+    closes each connection after its answer, ``gthread`` keeps it alive).
+    """
+    from cascade.function import Function
+    from cascade.gunicorn import gunicorn_options
+    from cascade.settings import Settings
+
+    options = gunicorn_options(Function("bench-setup"), Settings(workers=workers))
+    return GunicornSetup(
+        str(options["worker_class"]), int(options["workers"]), int(options["threads"])
+    )
+
+
+def gunicorn_argv(
+    app: str,
+    port: int,
+    *,
+    setup: GunicornSetup,
+    python: str | Path = sys.executable,
+    extra: Sequence[str] = (),
+) -> list[str]:
     """The one gunicorn command line every Flask/WSGI server under test shares.
 
-    Sync workers (toolchain.md: near-best throughput with the lowest p99), no control socket
-    (gunicorn 27 would otherwise share and delete ~/.gunicorn/gunicorn.ctl), no access log.
+    ``setup``'s worker class, workers and threads (the runtime's, see
+    :func:`runtime_gunicorn_setup`); ``python`` is the interpreter of the environment that
+    holds the app (a peer's own virtualenv). No control socket (gunicorn 27 would otherwise
+    share and delete ~/.gunicorn/gunicorn.ctl), no access log.
     """
     return [
-        sys.executable,
+        str(python),
         "-m",
         "gunicorn",
         "--workers",
-        str(workers),
+        str(setup.workers),
         "--worker-class",
-        "sync",
+        setup.worker_class,
+        "--threads",
+        str(setup.threads),
         "--bind",
         f"127.0.0.1:{port}",
         "--no-control-socket",

@@ -1,18 +1,22 @@
 """Benchmark: a Cascade function against Flask and cloudevents-SDK baselines, same run, same load.
 
-Rows (all under gunicorn, same workers, sync worker class, loopback):
+Rows (all under gunicorn with the runtime's preset: gthread, same workers and threads, loopback):
   (a) bare Flask answering 202
   (b) the cloudevents SDK 2.x ``from_http_event`` handler in Flask answering 202
   (c) (b) plus opentelemetry-instrumentation-flask, BatchSpanProcessor, OTLP/HTTP export
+  (d) functions-framework: a ``@functions_framework.cloud_event`` handler validating the data
+      into a pydantic model, 200 (in a virtualenv of its own, bench/.venvs/ff; left out with a
+      note when it cannot be built, or with ``--no-ff``)
+  (e) (d) plus opentelemetry-instrumentation-flask, exported like the Cascade row
   Cascade, validation + tracing + metrics on: pydantic model, 204; the same with a reply event;
   the same with idempotency on: SQLite dedupe (the default) and PostgreSQL dedupe (the
   cluster's configuration; ``--postgres URL``, skipped with a note when unreachable).
-Targets: Cascade >= 0.7x (a) and >= 1.5x (c), on requests/s medians of interleaved runs;
-idempotency on SQLite >= 0.6x (a) and at most 100 CPU µs/req over idempotency off, on
-PostgreSQL >= 0.45x (a).
+Targets: Cascade >= 0.7x (a), >= 1.5x (c), >= 1.0x (d) and >= 1.5x (e), on requests/s
+medians of interleaved runs; idempotency on SQLite >= 0.6x (a) and at most 100 CPU µs/req over
+idempotency off, on PostgreSQL >= 0.45x (a).
 
 ``python -m bench.function_throughput [--quick] [--duration S] [--connections N] [--runs N]
-[--postgres URL | --no-postgres]``
+[--postgres URL | --no-postgres] [--no-ff]``
 """
 
 from __future__ import annotations
@@ -44,7 +48,17 @@ from bench._report import (
     utc_now,
     write_json,
 )
-from bench._servers import REPO_ROOT, Server, cascade_argv, free_port, gunicorn_argv, post_event
+from bench._servers import (
+    REPO_ROOT,
+    GunicornSetup,
+    Server,
+    cascade_argv,
+    free_port,
+    gunicorn_argv,
+    post_event,
+    runtime_gunicorn_setup,
+)
+from bench._venvs import FF_REQUIREMENTS, VENVS_DIR, VenvUnavailable, ensure_venv
 from bench._wrk import DEFAULT_EVENT, PING_TYPE, REPLY_TYPE, BenchError, ensure_wrk
 
 NAME = "function_throughput"
@@ -52,6 +66,9 @@ NAME = "function_throughput"
 # Minimum ratios of Cascade's requests/s (validation, tracing, metrics on) to the baselines.
 TARGET_VS_BARE = 0.7
 TARGET_VS_SDK_OTEL = 1.5
+# The same Cascade row against functions-framework, alone and with its Flask instrumentation.
+TARGET_VS_FF = 1.0
+TARGET_VS_FF_OTEL = 1.5
 # Idempotency on (the default): its rows against (a), and what the SQLite dedupe may add.
 TARGET_IDEMPOTENT_VS_BARE = 0.6
 TARGET_POSTGRES_VS_BARE = 0.45
@@ -79,6 +96,7 @@ class Row:
     server: str
     ce_type: str
     expected_status: int
+    reply: bool = False  # the answer must carry a reply event (ce-type header)
 
 
 BASELINE_ROWS = (
@@ -94,15 +112,49 @@ BASELINE_ROWS = (
 )
 
 
-def baseline_servers(workers: int) -> list[ServerSpec]:
+def baseline_servers(setup: GunicornSetup) -> list[ServerSpec]:
     def app(module: str) -> Callable[[int], list[str]]:
-        return lambda port: gunicorn_argv(f"bench.apps.{module}:app", port, workers=workers)
+        return lambda port: gunicorn_argv(f"bench.apps.{module}:app", port, setup=setup)
 
     return [
         ServerSpec("bare-flask", app("bare_flask")),
         ServerSpec("sdk-flask", app("sdk_flask")),
         ServerSpec("sdk-otel-flask", app("sdk_otel_flask"), traced=True),
     ]
+
+
+def pinned_version(requirements: Path, package: str) -> str:
+    """The ``==`` version of ``package`` in a requirements file ("?" when not pinned there)."""
+    for line in requirements.read_text().splitlines():
+        name, _, version = line.partition("#")[0].strip().partition("==")
+        if name.strip().lower() == package and version:
+            return version.strip()
+    return "?"
+
+
+FF_VENV = VENVS_DIR / "ff"
+FF_VERSION = pinned_version(FF_REQUIREMENTS, "functions-framework")
+FF_ROWS = (
+    Row(
+        "ff",
+        f"(d) functions-framework {FF_VERSION} @cloud_event + pydantic, 200",
+        "ff",
+        PING_TYPE,
+        200,
+    ),
+    Row("ff-otel", "(e) (d) + opentelemetry-instrumentation-flask, 200", "ff-otel", PING_TYPE, 200),
+)
+
+
+def ff_servers(setup: GunicornSetup, python: Path) -> list[ServerSpec]:
+    """The functions-framework peers, on their virtualenv's interpreter, same gunicorn setup."""
+
+    def app(module: str) -> Callable[[int], list[str]]:
+        return lambda port: gunicorn_argv(
+            f"bench.apps.{module}:app", port, setup=setup, python=python
+        )
+
+    return [ServerSpec("ff", app("ff_app")), ServerSpec("ff-otel", app("ff_otel_app"), traced=True)]
 
 
 CASCADE_FUNCTION = "bench/apps/cascade_function.py"
@@ -121,6 +173,7 @@ CASCADE_ROWS = (
         "cascade",
         REPLY_TYPE,
         200,
+        reply=True,
     ),
     Row(
         "cascade-idempotent",
@@ -140,11 +193,12 @@ POSTGRES_ROW = Row(
 
 
 def cascade_servers(
-    workers: int, data_dir: Path, postgres_url: str | None = None
+    setup: GunicornSetup, data_dir: Path, postgres_url: str | None = None
 ) -> list[ServerSpec]:
     """``cascade serve`` of the bench function, as a user runs it (the runtime's gunicorn preset).
 
-    Both use the same worker settings as the baselines; the first turns dedupe off
+    Workers and threads are passed explicitly (a ``CASCADE_THREADS`` in the environment must
+    not make it differ from the baselines); the first turns dedupe off
     (``CASCADE_IDEMPOTENCY=false``) so it measures validation + tracing + metrics alone.
     """
 
@@ -155,9 +209,9 @@ def cascade_servers(
             "--port",
             str(port),
             "--workers",
-            str(workers),
+            str(setup.workers),
             "--threads",
-            "1",
+            str(setup.threads),
             "--data-dir",
             str(data_dir / store),
         )
@@ -205,7 +259,7 @@ def _check_answer(row: Row, port: int) -> None:
         raise BenchError(
             f"{row.key}: probe got HTTP {status} (expected {row.expected_status}): {body[:300]!r}"
         )
-    if row.expected_status == 200 and "ce-type" not in headers:
+    if row.reply and "ce-type" not in headers:
         raise BenchError(f"{row.key}: a reply was expected but the answer has no ce-type header")
 
 
@@ -226,26 +280,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     group.add_argument(
         "--no-postgres", action="store_true", help="leave the PostgreSQL dedupe row out"
     )
+    parser.add_argument(
+        "--no-ff",
+        action="store_true",
+        help="leave the functions-framework rows (d) and (e) out; otherwise their virtualenv "
+        f"({FF_VENV.relative_to(REPO_ROOT)}) is built on first use from "
+        f"{FF_REQUIREMENTS.relative_to(REPO_ROOT)}, and the rows are skipped with a note when "
+        "it cannot be",
+    )
     args: argparse.Namespace = parser.parse_args(argv)
     options = options_from(args, NAME)
     try:
-        return _run(options, None if args.no_postgres else args.postgres)
+        return _run(options, None if args.no_postgres else args.postgres, with_ff=not args.no_ff)
     except BenchError as exc:
         print(f"\nERROR: {exc}", file=sys.stderr, flush=True)
         return 1
 
 
-def _run(options: Options, postgres_url: str | None) -> int:
+def ff_python(report: Callable[[str], None] = progress) -> Path | None:
+    """The interpreter of the functions-framework virtualenv, or None (and a NOTE) without it."""
+    try:
+        return ensure_venv(FF_VENV, FF_REQUIREMENTS, report=report)
+    except VenvUnavailable as exc:
+        report(f"NOTE: no functions-framework rows, their virtualenv cannot be built ({exc})")
+        return None
+
+
+def _run(options: Options, postgres_url: str | None, *, with_ff: bool = True) -> int:
     wrk = ensure_wrk()
     started = time.monotonic()
+    setup = runtime_gunicorn_setup(options.workers)
     progress(
         f"==> {NAME}: {options.runs} interleaved runs x {options.duration_s:g}s per row, "
-        f"{options.connections} connections, gunicorn sync x{options.workers}"
+        f"{options.connections} connections, {setup.describe()}"
     )
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cascade-bench-")))
         rows = list(BASELINE_ROWS)
-        specs = baseline_servers(options.workers)
+        specs = baseline_servers(setup)
+        python = ff_python() if with_ff else None
+        if python is not None:
+            rows += FF_ROWS
+            specs += ff_servers(setup, python)
         rows += CASCADE_ROWS
         if postgres_url is not None:
             why_not = postgres_reachable(postgres_url)
@@ -254,7 +330,7 @@ def _run(options: Options, postgres_url: str | None) -> int:
             else:
                 progress(f"NOTE: no PostgreSQL row, {postgres_url} is unreachable ({why_not})")
                 postgres_url = None
-        specs += cascade_servers(options.workers, workdir / "data", postgres_url)
+        specs += cascade_servers(setup, workdir / "data", postgres_url)
 
         sink_port = free_port()
         sink = stack.enter_context(
@@ -329,7 +405,7 @@ def _run(options: Options, postgres_url: str | None) -> int:
             return m
 
         results = run_interleaved([r.key for r in rows], options.runs, one)
-    return _report(options, rows, results, time.monotonic() - started)
+    return _report(options, setup, rows, results, time.monotonic() - started)
 
 
 def _wait_for_export(sink_port: int, before: int, key: str, timeout_s: float = 12.0) -> None:
@@ -343,7 +419,11 @@ def _wait_for_export(sink_port: int, before: int, key: str, timeout_s: float = 1
 
 
 def _report(
-    options: Options, rows: list[Row], results: dict[str, list[Measurement]], elapsed: float
+    options: Options,
+    setup: GunicornSetup,
+    rows: list[Row],
+    results: dict[str, list[Measurement]],
+    elapsed: float,
 ) -> int:
     med = {key: medians([m.sample() for m in ms]) for key, ms in results.items()}
     errors = {key: sum(m.errors for m in ms) for key, ms in results.items()}
@@ -380,7 +460,7 @@ def _report(
     print(
         f"\n## {NAME} ({utc_now()}; medians of {options.runs} interleaved runs x "
         f"{options.duration_s:g}s, {options.connections} connections, "
-        f"gunicorn sync x{options.workers})\n\n{table}\n\n{ratio_table}\n",
+        f"{setup.describe()})\n\n{table}\n\n{ratio_table}\n",
         flush=True,
     )
     note = noise_note("(a) bare Flask req/s", _rps_runs(results["bare-flask"]))
@@ -392,7 +472,10 @@ def _report(
         **header,
         "settings": {
             **header["settings"],
-            "gunicorn": {"workers": options.workers, "worker_class": "sync"},
+            "gunicorn": setup.as_dict(),
+            "ff_requirements": (
+                str(FF_REQUIREMENTS.relative_to(REPO_ROOT)) if "ff" in results else None
+            ),
             "event_bytes": DEFAULT_EVENT.wire_size(),
             "quick": options.quick,
         },
@@ -439,6 +522,10 @@ def _ratios(med: dict[str, dict[str, float]]) -> list[Ratio]:
                 TARGET_VS_SDK_OTEL,
             ),
         ]
+        peers = {"ff": ("(d) ff", TARGET_VS_FF), "ff-otel": ("(e) ff-otel", TARGET_VS_FF_OTEL)}
+        for key, (name, target) in peers.items():
+            if key in med:
+                ratios.append(Ratio.of(f"cascade / {name}", rps("cascade"), rps(key), target))
     targets = {
         "cascade-reply": None,
         "cascade-idempotent": TARGET_IDEMPOTENT_VS_BARE,
@@ -459,6 +546,11 @@ def _ratios(med: dict[str, dict[str, float]]) -> list[Ratio]:
         ratios += [
             Ratio.of("CPU: (a) µs/req / cascade µs/req", cpu("bare-flask"), cpu("cascade")),
             Ratio.of("CPU: (c) µs/req / cascade µs/req", cpu("sdk-otel-flask"), cpu("cascade")),
+        ]
+        ratios += [
+            Ratio.of(f"CPU: ({letter}) µs/req / cascade µs/req", cpu(key), cpu("cascade"))
+            for letter, key in (("d", "ff"), ("e", "ff-otel"))
+            if key in med
         ]
     return ratios
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import zipfile
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -22,7 +25,8 @@ from bench._report import (
     spread,
     write_json,
 )
-from bench._servers import REPO_ROOT, free_port
+from bench._servers import REPO_ROOT, free_port, runtime_gunicorn_setup
+from bench._venvs import FF_REQUIREMENTS, STAMP, VenvUnavailable, ensure_venv, venv_python
 from bench._wrk import (
     DEFAULT_EVENT,
     BenchError,
@@ -33,7 +37,19 @@ from bench._wrk import (
 )
 from bench.apps.subscriber import RunStats
 from bench.broker_throughput import Delivery, manifests, parse_args, row_key
-from bench.function_throughput import _limits, _ratios, postgres_reachable
+from bench.function_throughput import (
+    _limits,
+    _ratios,
+    baseline_servers,
+    cascade_servers,
+    ff_python,
+    ff_servers,
+    main,
+    pinned_version,
+    postgres_reachable,
+)
+
+from cascade.settings import Settings
 
 WRK_STDOUT = """Running 2s test @ http://127.0.0.1:8000/
   1 threads and 16 connections
@@ -434,3 +450,171 @@ class TestFunctionTargets:
         why = postgres_reachable(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none")
         assert why is not None
         assert "OperationalError" in why
+
+
+class TestFunctionPeers:
+    """The functions-framework rows: targets, and the same gunicorn setup as every other row."""
+
+    MEDIANS = {
+        "bare-flask": {"requests_per_s": 1000.0, "cpu_us_per_request": 200.0},
+        "sdk-otel-flask": {"requests_per_s": 400.0, "cpu_us_per_request": 600.0},
+        "ff": {"requests_per_s": 810.0, "cpu_us_per_request": 300.0},
+        "ff-otel": {"requests_per_s": 520.0, "cpu_us_per_request": 500.0},
+        "cascade": {"requests_per_s": 800.0, "cpu_us_per_request": 250.0},
+    }
+
+    def test_cascade_against_ff_and_ff_otel(self) -> None:
+        verdicts = {q.name: (round(q.value, 2), q.verdict) for q in _ratios(self.MEDIANS)}
+        assert verdicts["cascade / (d) ff"] == (0.99, "MISS")  # target >= 1.0x
+        assert verdicts["cascade / (e) ff-otel"] == (1.54, "PASS")  # target >= 1.5x
+        assert verdicts["CPU: (d) µs/req / cascade µs/req"] == (1.2, "-")
+        assert verdicts["CPU: (e) µs/req / cascade µs/req"] == (2.0, "-")
+
+    def test_no_ff_rows_no_ff_ratios(self) -> None:
+        medians = {k: v for k, v in self.MEDIANS.items() if not k.startswith("ff")}
+        assert not [q for q in _ratios(medians) if "ff" in q.name]
+
+    def test_every_row_runs_the_runtime_gunicorn_setup(self, tmp_path: Path) -> None:
+        setup = runtime_gunicorn_setup(3)
+        # The preset's worker and pool, not gunicorn's sync worker (one connection per request).
+        assert (setup.worker_class, setup.workers, setup.threads) == (
+            "gthread",
+            3,
+            Settings().threads,
+        )
+
+        def flag(argv: list[str], name: str) -> str:
+            return argv[argv.index(name) + 1]
+
+        specs = baseline_servers(setup) + ff_servers(setup, tmp_path / "python")
+        for spec in specs:
+            argv = spec.argv_for_port(4321)
+            assert flag(argv, "--worker-class") == "gthread", spec.key
+            assert (flag(argv, "--workers"), flag(argv, "--threads")) == ("3", str(setup.threads))
+        assert {s.key: s.argv_for_port(1)[0] for s in specs}["ff"] == str(tmp_path / "python")
+        for spec in cascade_servers(setup, tmp_path, "postgresql://x@127.0.0.1/db"):
+            argv = spec.argv_for_port(4321)
+            assert (flag(argv, "--workers"), flag(argv, "--threads")) == ("3", str(setup.threads))
+
+    def test_ff_requirements_pin_our_versions_of_shared_packages(self) -> None:
+        assert pinned_version(FF_REQUIREMENTS, "functions-framework") == "3.10.2"
+        assert pinned_version(FF_REQUIREMENTS, "cloudevents") == "1.12.0"  # why it has a venv
+        for package in ("flask", "werkzeug", "gunicorn", "pydantic", "opentelemetry-sdk"):
+            assert pinned_version(FF_REQUIREMENTS, package) == version(package), package
+        assert pinned_version(FF_REQUIREMENTS, "opentelemetry-instrumentation-flask") == version(
+            "opentelemetry-instrumentation-flask"
+        )
+
+    def test_pinned_version_of_an_unpinned_package(self, tmp_path: Path) -> None:
+        requirements = tmp_path / "r.txt"
+        requirements.write_text("# flask==1\nflask>=2\ngunicorn == 27.0.1  # why\n")
+        assert pinned_version(requirements, "flask") == "?"
+        assert pinned_version(requirements, "gunicorn") == "27.0.1"
+
+    def test_rows_left_out_with_a_note_when_the_venv_cannot_be_built(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def refuse(*_args: object, **_kwargs: object) -> Path:
+            raise VenvUnavailable("pip exited with 1: no network")
+
+        monkeypatch.setattr("bench.function_throughput.ensure_venv", refuse)
+        said: list[str] = []
+        assert ff_python(said.append) is None
+        assert said == [
+            "NOTE: no functions-framework rows, their virtualenv cannot be built "
+            "(pip exited with 1: no network)"
+        ]
+
+    def test_no_ff_takes_no_value(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as exc:
+            main(["--no-ff=yes"])
+        assert exc.value.code == 2
+        assert "--no-ff" in capsys.readouterr().err
+
+
+def _wheel(folder: Path, name: str, version_: str) -> None:
+    """A minimal pure-Python wheel of one module ``name`` (VALUE = version), built by hand."""
+    dist = f"{name}-{version_}.dist-info"
+    files = {
+        f"{name}.py": f"VALUE = {version_!r}\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version_}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    files[f"{dist}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{dist}/RECORD"])
+    with zipfile.ZipFile(folder / f"{name}-{version_}-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+
+
+class TestVenvBuilder:
+    """bench/_venvs.py, offline: a hand-made wheel from a local folder instead of an index."""
+
+    @pytest.fixture
+    def wheels(self, tmp_path: Path) -> Path:
+        folder = tmp_path / "wheels"
+        folder.mkdir()
+        _wheel(folder, "bench_probe", "1.0")
+        _wheel(folder, "bench_probe", "2.0")
+        return folder
+
+    @staticmethod
+    def _value(python: Path) -> str:
+        argv = [str(python), "-c", "import bench_probe; print(bench_probe.VALUE)"]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+
+    def test_built_once_reused_then_rebuilt_when_the_pins_change(
+        self, tmp_path: Path, wheels: Path
+    ) -> None:
+        requirements = tmp_path / "requirements.txt"
+        requirements.write_text("bench_probe==1.0\n")
+        venv = tmp_path / "venvs" / "probe"
+        offline = ("--no-index", "--find-links", str(wheels))
+        said: list[str] = []
+        python = ensure_venv(venv, requirements, pip_args=offline, report=said.append)
+        assert python == venv_python(venv)
+        assert self._value(python) == "1.0"
+        assert any(line.startswith("--> building") for line in said)
+        assert (venv / STAMP).is_file()
+
+        said.clear()
+        (venv / "kept").touch()
+        assert ensure_venv(venv, requirements, pip_args=offline, report=said.append) == python
+        assert said == []  # reused as it is: no pip, no output
+        assert (venv / "kept").exists()
+
+        requirements.write_text("bench_probe==2.0\n")
+        ensure_venv(venv, requirements, pip_args=offline, report=said.append)
+        assert any("rebuilding" in line for line in said)
+        assert not (venv / "kept").exists()
+        assert self._value(python) == "2.0"
+
+    def test_a_pin_pip_cannot_satisfy_leaves_no_half_built_venv(
+        self, tmp_path: Path, wheels: Path
+    ) -> None:
+        requirements = tmp_path / "requirements.txt"
+        requirements.write_text("bench_probe==9.9\n")
+        venv = tmp_path / "probe"
+        with pytest.raises(VenvUnavailable, match="pip exited with 1"):
+            ensure_venv(
+                venv,
+                requirements,
+                pip_args=("--no-index", "--find-links", str(wheels)),
+                report=lambda _line: None,
+            )
+        assert not venv.exists()
+
+    def test_missing_requirements_file_is_a_reason(self, tmp_path: Path) -> None:
+        with pytest.raises(VenvUnavailable, match="cannot read"):
+            ensure_venv(tmp_path / "v", tmp_path / "nope.txt", report=lambda _line: None)
+        assert not (tmp_path / "v").exists()
+
+    def test_never_deletes_a_folder_that_is_not_a_venv(self, tmp_path: Path) -> None:
+        requirements = tmp_path / "requirements.txt"
+        requirements.write_text("bench_probe==1.0\n")
+        precious = tmp_path / "precious"
+        precious.mkdir()
+        (precious / "data").write_text("keep me")
+        with pytest.raises(VenvUnavailable, match="not a virtualenv"):
+            ensure_venv(precious, requirements, report=lambda _line: None)
+        assert (precious / "data").read_text() == "keep me"
