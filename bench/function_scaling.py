@@ -1,7 +1,8 @@
 """Benchmark: function throughput over 1-4 gunicorn workers, Cascade against bare Flask.
 
-Rows (all under gunicorn, sync worker class, loopback), one pair per worker count N:
-  cascade-wN     ``cascade serve bench/apps/cascade_function.py --workers N --threads 1``,
+Rows (all under gunicorn with the runtime's preset: gthread, its threads per worker, loopback),
+one pair per worker count N:
+  cascade-wN     ``cascade serve bench/apps/cascade_function.py --workers N --threads T``,
                  validation + tracing + metrics on, idempotency off (the function benchmark's
                  Cascade row)
   bare-flask-wN  bare Flask answering 202 under gunicorn with N workers: the reference
@@ -41,7 +42,14 @@ from bench._report import (
     utc_now,
     write_json,
 )
-from bench._servers import REPO_ROOT, Server, cascade_argv, free_port, gunicorn_argv
+from bench._servers import (
+    REPO_ROOT,
+    Server,
+    cascade_argv,
+    free_port,
+    gunicorn_argv,
+    runtime_gunicorn_setup,
+)
 from bench._wrk import PING_TYPE, BenchError, ensure_wrk
 from bench.function_throughput import (
     CASCADE_FUNCTION,
@@ -107,8 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _argv(series: str, workers: int, data_dir: Path) -> Callable[[int], list[str]]:
+    # Both series on the runtime's preset: sync for one and gthread for the other would
+    # compare connection handling (sync closes after each answer), not the frameworks.
+    setup = runtime_gunicorn_setup(workers)
     if series == "bare-flask":
-        return lambda port: gunicorn_argv("bench.apps.bare_flask:app", port, workers=workers)
+        return lambda port: gunicorn_argv("bench.apps.bare_flask:app", port, setup=setup)
     return lambda port: cascade_argv(
         "serve",
         CASCADE_FUNCTION,
@@ -117,10 +128,15 @@ def _argv(series: str, workers: int, data_dir: Path) -> Callable[[int], list[str
         "--workers",
         str(workers),
         "--threads",
-        "1",
+        str(setup.threads),
         "--data-dir",
         str(data_dir / f"w{workers}"),
     )
+
+
+def _setup_text() -> str:
+    setup = runtime_gunicorn_setup(1)
+    return f"gunicorn {setup.worker_class} x{setup.threads} threads per worker"
 
 
 @dataclass(frozen=True)
@@ -159,7 +175,7 @@ def _run(options: Options, counts: tuple[int, ...]) -> int:
     started = time.monotonic()
     progress(
         f"==> {NAME}: workers {','.join(map(str, counts))}; {options.runs} interleaved runs x "
-        f"{options.duration_s:g}s per row, {options.connections} connections, gunicorn sync"
+        f"{options.duration_s:g}s per row, {options.connections} connections, {_setup_text()}"
     )
     rows = [
         Row(
@@ -333,7 +349,7 @@ def _report(
     )
     print(
         f"\n## {NAME} ({utc_now()}; medians of {options.runs} interleaved runs x "
-        f"{options.duration_s:g}s, {options.connections} connections, gunicorn sync)\n\n"
+        f"{options.duration_s:g}s, {options.connections} connections, {_setup_text()})\n\n"
         f"{table}\n\n{check_table}\n",
         flush=True,
     )
@@ -351,7 +367,7 @@ def _report(
         **header,
         "settings": {
             **header["settings"],
-            "gunicorn": {"workers": list(counts), "worker_class": "sync", "threads": 1},
+            "gunicorn": {**runtime_gunicorn_setup(1).as_dict(), "workers": list(counts)},
             "quick": options.quick,
         },
         "rows": [

@@ -37,6 +37,7 @@ from bench._wrk import (
 )
 from bench.apps.subscriber import RunStats
 from bench.broker_throughput import Delivery, manifests, parse_args, row_key
+from bench.function_scaling import _argv as scaling_argv
 from bench.function_throughput import (
     _limits,
     _ratios,
@@ -494,6 +495,11 @@ class TestFunctionPeers:
         assert {s.key: s.argv_for_port(1)[0] for s in specs}["ff"] == str(tmp_path / "python")
         for spec in cascade_servers(setup, tmp_path, "postgresql://x@127.0.0.1/db"):
             argv = spec.argv_for_port(4321)
+            assert (flag(argv, "--workers"), flag(argv, "--threads")) == ("3", str(setup.threads))
+        # bench.function_scaling: both series at each worker count on the same preset.
+        bare, cascade = (scaling_argv(series, 3, tmp_path)(4321) for series in ("bare-flask", "c"))
+        assert flag(bare, "--worker-class") == "gthread"
+        for argv in (bare, cascade):
             assert (flag(argv, "--workers"), flag(argv, "--threads")) == ("3", str(setup.threads))
 
     def test_ff_requirements_pin_our_versions_of_shared_packages(self) -> None:
