@@ -273,13 +273,12 @@ class Dispatcher:
                 return Answer(stored.status, dict(stored.headers), stored.body, "duplicate")
             ctx = self._context(message, transaction.open_session)
             answer = self._reply(handler, self._call(handler, event, ctx), message)
-            deduper.record(
+            deduper.record_and_commit(
                 transaction,
                 source,
                 event_id,
                 StoredReply(answer.status, answer.headers, answer.body),
             )
-            transaction.commit()
             commit_counts()
         except BaseException:
             transaction.rollback()

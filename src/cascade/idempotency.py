@@ -85,11 +85,12 @@ class Deduper:
         )
         return StoredReply(status, orjson.loads(headers), bytes(body))
 
-    def record(
+    def record_and_commit(
         self, transaction: EventTransaction, source: str, event_id: str, reply: StoredReply
     ) -> None:
-        """Store the answer in the claimed row (same transaction as the handler's effects)."""
-        transaction.fetch_one(
+        """Store the answer in the claimed row and commit it with the handler's effects
+        (on PostgreSQL, without a Session, ``COMMIT`` goes in the same round trip)."""
+        transaction.fetch_one_and_commit(
             self._record,
             (
                 reply.status,

@@ -203,9 +203,17 @@ class EventTransaction:
     ``after_commit`` hooks), so the handler's effects, its outbox rows and the runtime's
     statements still commit as one. DBAPI errors are raised wrapped as SQLAlchemy's, as the
     Session's are.
+
+    On PostgreSQL each round trip to the server costs more than the statement it carries, so
+    ``BEGIN`` travels with the first statement and ``COMMIT`` with the last when no Session
+    is open (``fetch_one_and_commit``): two round trips per event. Both go as one simple
+    query with client-side bound parameters (psycopg's ``ClientCursor``, whose literals are
+    quoted by psycopg). psycopg would send its own ``BEGIN`` first, so the connection is in
+    autocommit mode while it is checked out (the server is inside our ``BEGIN`` meanwhile)
+    and goes back to the pool as it came, idle and not in autocommit.
     """
 
-    __slots__ = ("_connection", "_dbapi", "_engine", "_raw", "session")
+    __slots__ = ("_batched", "_begin", "_connection", "_dbapi", "_engine", "_raw", "session")
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -214,19 +222,40 @@ class EventTransaction:
         self._dbapi = dbapi
         self._connection: Connection | None = None
         self.session: Session | None = None
+        self._batched = engine.dialect.name == "postgresql"
+        self._begin = self._batched  # BEGIN not sent yet: it goes with the first statement
         try:
-            if engine.dialect.name == "sqlite":
+            if self._batched:
+                dbapi.autocommit = True
+            else:
                 dbapi.execute("BEGIN IMMEDIATE")
-            # psycopg begins a transaction implicitly at the first statement.
         except BaseException:
             self._raw.close()
             raise
 
     def fetch_one(self, statement: str, parameters: tuple[Any, ...]) -> Any:
         """Run one statement in DBAPI paramstyle; its first row, or None."""
-        cursor = self._dbapi.cursor()
+        return self._execute(statement, parameters, commit=False)
+
+    def fetch_one_and_commit(self, statement: str, parameters: tuple[Any, ...]) -> Any:
+        """``fetch_one`` then ``commit``: on PostgreSQL without a Session, one round trip."""
+        if self._batched and self.session is None:
+            return self._execute(statement, parameters, commit=True)
+        row = self._execute(statement, parameters, commit=False)
+        self.commit()
+        return row
+
+    def _execute(self, statement: str, parameters: tuple[Any, ...], *, commit: bool) -> Any:
+        begin, self._begin = self._begin, False
+        if begin or commit:
+            cursor = _client_cursor(self._dbapi)
+            statement = f"{'BEGIN; ' if begin else ''}{statement}{'; COMMIT' if commit else ''}"
+        else:
+            cursor = self._dbapi.cursor()
         try:
             cursor.execute(statement, parameters)
+            if begin:
+                cursor.nextset()  # past BEGIN's empty result
             return cursor.fetchone() if cursor.description else None
         except self._engine.dialect.loaded_dbapi.Error as exc:
             dialect = self._engine.dialect
@@ -241,6 +270,9 @@ class EventTransaction:
     def open_session(self) -> Session:
         """The Session of this transaction (made at the first call)."""
         if self.session is None:
+            if self._begin:
+                self._begin = False
+                self._dbapi.execute("BEGIN")
             connection = Connection(self._engine, connection=self._raw)
             connection.execution_options(**{BEGUN: True})
             connection.begin()
@@ -271,10 +303,35 @@ class EventTransaction:
         """Return the connection to the pool (rolling back anything not committed)."""
         if self.session is not None:
             self.session.close()
+        if self._batched:
+            self._leave_autocommit()
         if self._connection is not None:
             self._connection.close()
         else:
             self._raw.close()
+
+    def _leave_autocommit(self) -> None:
+        dbapi = self._dbapi
+        if dbapi.closed:
+            return  # invalidated: the pool drops it
+        try:
+            if dbapi.info.transaction_status != _pg_idle():
+                dbapi.rollback()
+            dbapi.autocommit = False
+        except Exception as exc:
+            self._raw.invalidate(exc)
+
+
+def _client_cursor(dbapi_connection: Any) -> Any:
+    from psycopg import ClientCursor  # only PostgreSQL stores get here: an optional driver
+
+    return ClientCursor(dbapi_connection)
+
+
+def _pg_idle() -> Any:
+    from psycopg.pq import TransactionStatus
+
+    return TransactionStatus.IDLE
 
 
 def _engine(url: str, dialect: str, database: str | None) -> Engine:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from cascade import Event, Function
 from cascade import store as store_module
 from cascade.loader import load_module
 from cascade.settings import Settings
@@ -182,3 +186,81 @@ def test_functions_starting_together_create_shared_tables_once() -> None:
             for store in stores:
                 store.dispose()
             assert errors == []
+
+
+class Ping(Event, type="com.example.pg.ping"):
+    key: str
+    fail: bool = False
+    seconds: float = 0.0
+
+
+class Pong(Event, type="com.example.pg.pong"):
+    key: str
+
+
+storeless = Function("storeless")
+storeless_calls: list[str] = []
+
+
+@storeless.on(Ping)
+def pong(event: Ping) -> Pong:
+    # No ctx.store: the dedupe statements alone, BEGIN and COMMIT sent with them.
+    storeless_calls.append(event.key)
+    time.sleep(event.seconds)
+    if event.fail:
+        raise RuntimeError("the handler failed")
+    return Pong(key=event.key)
+
+
+def _pooled_connection_is_clean(client: FunctionClient) -> None:
+    """What goes back to the pool is idle and out of autocommit, as it came."""
+    raw = client.runtime.store.engine.raw_connection()
+    try:
+        dbapi: Any = raw.dbapi_connection
+        assert dbapi.autocommit is False
+        assert dbapi.info.transaction_status == TransactionStatus.IDLE
+    finally:
+        raw.close()
+
+
+def test_storeless_handler_runs_once_and_duplicates_get_its_reply(
+    postgres_schema: str, tmp_path: Path
+) -> None:
+    storeless_calls.clear()
+    settings = Settings(data_dir=tmp_path, database_url=postgres_schema)
+    with FunctionClient(storeless, settings) as client:
+        first = client.send(Ping(key="a"), event_id="pg-a")
+        _pooled_connection_is_clean(client)
+        second = client.send(Ping(key="a"), event_id="pg-a")
+        assert first.status == second.status == 200
+        assert second.body == first.body
+        assert second.attributes == first.attributes
+        assert storeless_calls == ["a"]
+        _pooled_connection_is_clean(client)
+        # A failure rolls the claim back: the redelivery runs the handler again.
+        assert client.send(Ping(key="b", fail=True), event_id="pg-b").status == 500
+        _pooled_connection_is_clean(client)
+        assert client.send(Ping(key="b"), event_id="pg-b").status == 200
+        assert storeless_calls == ["a", "b", "b"]
+        assert checks.dedupe_records(client) == 2
+
+
+def test_storeless_concurrent_duplicates_run_once(postgres_schema: str, tmp_path: Path) -> None:
+    storeless_calls.clear()
+    settings = Settings(data_dir=tmp_path, database_url=postgres_schema)
+    with FunctionClient(storeless, settings) as client:
+        barrier = threading.Barrier(5)
+        statuses: list[int] = []
+
+        def deliver() -> None:
+            barrier.wait(timeout=30)
+            statuses.append(client.send(Ping(key="c", seconds=0.3), event_id="pg-c").status)
+
+        threads = [threading.Thread(target=deliver) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert statuses == [200] * 5
+        assert storeless_calls == ["c"]
+        _pooled_connection_is_clean(client)
