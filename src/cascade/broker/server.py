@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from cascade.broker.dispatch.dispatcher import TriggerDispatcher
 from cascade.broker.dispatch.egress import EgressConfig, Publish, ReplyRefused, TriggerEgress
+from cascade.broker.dispatch.end_offsets import SharedEndOffsets
 from cascade.broker.dispatch.sender import HttpSender
 from cascade.broker.event import Record, StoredEvent
 from cascade.broker.http.admin import Admin, TriggerView
@@ -46,6 +47,9 @@ __all__ = ["BrokerServer", "describe_trigger", "new_event_loop"]
 logger = logging.getLogger(__name__)
 
 _LOG_THREADS = 8
+# The ingress' own threads: a store never queues behind the dispatchers' reads and commits,
+# which on a slow or unreachable Kafka can take every log thread for their whole timeout.
+_APPEND_THREADS = 2
 _MAX_CONNECTIONS_PER_HOST = 100  # the Kafka data plane's webclient maxPoolSize (§6.3)
 
 
@@ -101,9 +105,13 @@ class BrokerServer:
         self.activity = ActivityFeed()  # GET /-/activity: what cascade run and cascade tail show
         self._tracing = BrokerTracing()
         self._executor = ThreadPoolExecutor(_LOG_THREADS, thread_name_prefix="broker-log")
+        self._append_executor = ThreadPoolExecutor(
+            _APPEND_THREADS, thread_name_prefix="broker-append"
+        )
         self._logs: dict[tuple[str, str], BrokerLog] = {}
         self._appenders: dict[tuple[str, str], Appender] = {}
         self._tails: dict[tuple[str, str], TailCache] = {}
+        self._ends: dict[tuple[str, str], SharedEndOffsets] = {}
         self._dispatchers: dict[tuple[str, str], list[TriggerDispatcher]] = defaultdict(list)
         self._views: list[TriggerView] = []
         self._session: aiohttp.ClientSession | None = None
@@ -129,8 +137,9 @@ class BrokerServer:
             log = await loop.run_in_executor(self._executor, self._open_log, *key)
             self._logs[key] = log
             self._tails[key] = tail = TailCache(log.partitions)
+            self._ends[key] = SharedEndOffsets(log, self._executor)
             self._appenders[key] = Appender(
-                log, self._executor, self._notifier(key, tail), max_batch=512
+                log, self._append_executor, self._notifier(key, tail), max_batch=512
             )
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=_MAX_CONNECTIONS_PER_HOST),
@@ -203,6 +212,7 @@ class BrokerServer:
         loop = asyncio.get_running_loop()
         for log in self._logs.values():
             await loop.run_in_executor(self._executor, log.close)
+        self._append_executor.shutdown(wait=True)
         self._executor.shutdown(wait=True)
 
     def _open_log(self, namespace: str, name: str) -> BrokerLog:
@@ -217,8 +227,11 @@ class BrokerServer:
         )
 
     def _notifier(self, key: tuple[str, str], tail: TailCache) -> Any:
+        ends = self._ends[key]
+
         def notify(records: Sequence[Record]) -> None:
             tail.add(records)
+            ends.note(records)
             partitions = {record.partition for record in records}
             for dispatcher in self._dispatchers.get(key, ()):
                 for partition in partitions:
@@ -248,6 +261,7 @@ class BrokerServer:
             max_inflight=self.settings.max_inflight,
             commit_interval=self.settings.commit_interval,
             tail=self._tails[key],
+            ends=self._ends[key],
         )
 
     def _reply_publisher(self, trigger: TriggerConfig, append: Publish) -> Publish:

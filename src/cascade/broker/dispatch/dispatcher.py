@@ -9,7 +9,9 @@
   every ``commit_interval`` seconds and on stop, so a crash redelivers and never skips (§6.5).
 - New records are announced by ``notify`` (the appender, once stored); a reader that has read
   all the in-memory tail holds waits for that, and every ``poll_interval`` each reader also
-  asks the log, which is how records of other writers are found.
+  asks the log, which is how records of other writers are found. With ``ends`` (the log's
+  end offsets, asked once for all its Triggers) a reader asks only when there is something to
+  read: a poll costs no log round trip per partition and Trigger (end_offsets.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from cascade.broker.dispatch.end_offsets import SharedEndOffsets
 from cascade.broker.dispatch.offsets import PartitionOffsets
 from cascade.broker.event import Record
 from cascade.broker.log.base import BrokerLog
@@ -60,6 +63,7 @@ class TriggerDispatcher:
         commit_interval: float = 0.2,
         poll_interval: float = 1.0,
         tail: TailCache | None = None,
+        ends: SharedEndOffsets | None = None,
     ) -> None:
         if max_inflight < 1:
             raise ValueError(f"max_inflight must be >= 1, got {max_inflight}")
@@ -74,6 +78,7 @@ class TriggerDispatcher:
         self._commit_interval = commit_interval
         self._poll_interval = poll_interval
         self._tail = tail
+        self._ends = ends
         self._offsets: dict[int, PartitionOffsets] = {}
         # Ordered: one reader task per partition, each with its wake-up event. Unordered: one
         # reader for all partitions, woken once however many partitions got news.
@@ -154,7 +159,12 @@ class TriggerDispatcher:
             self._offsets[partition].mark_committed(offset)
 
     async def partition_states(self) -> list[PartitionState]:
-        ends = await self._run(self._end_offsets)
+        if self._ends is not None:
+            # A quarter second old at most: one question answers every Trigger's view.
+            shared = await self._ends.get(max_age=0.25)
+            ends = {partition: shared[partition] for partition in self._offsets}
+        else:
+            ends = await self._run(self._end_offsets)
         return [
             PartitionState(partition, ends[partition], offsets.committed)
             for partition, offsets in sorted(self._offsets.items())
@@ -195,6 +205,10 @@ class TriggerDispatcher:
                 # and cost a thread hop. Records of other writers are picked up at the next poll.
                 return ()
         try:
+            if self._ends is not None:
+                ends = await self._ends.get(max_age=self._poll_interval / 2)
+                if offsets.next_offset >= ends[partition]:
+                    return ()  # nothing new: no read (a round trip on Kafka) needed
             return await self._run(self._log.read, partition, offsets.next_offset, self._read_batch)
         except Exception as exc:
             logger.error("trigger %s: reading partition %d failed: %s", self.name, partition, exc)
