@@ -1,5 +1,6 @@
 """Crash safety of `cascade broker` on sqlite and NATS JetStream: kill -9 while delivering,
-then restart; and, on NATS, the NATS server itself killed and restarted under load.
+then restart; on Kafka (Tansu), kill -9 again and again, once while starting; and, on NATS,
+the NATS server itself killed and restarted under load.
 
 Every event answered 202 must reach every matching Trigger at least once, and an ordered
 Trigger must see each partition key's events first delivered in publish order.
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from scripts.kafka_server import tansu_broker
 from scripts.nats_server import NatsServer
 
 from tests.conformance.harness import (
@@ -231,3 +233,42 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) ->
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+@pytest.mark.kafka
+def test_kafka_log_kill_9_again_and_again_comes_back_and_delivers(
+    tmp_path: Path, subscriber: Subscriber
+) -> None:
+    """The pattern of the unfinished ``make chaos LOG=kafka`` run: the broker on Kafka killed
+    many times, once while it was still starting; it must come back each time, answer, and
+    deliver everything it accepted (docs/reliability.md)."""
+    files = manifests(tmp_path, subscriber)
+    accepted: set[int] = set()
+    with tansu_broker() as bootstrap_servers:
+        args = ["--bootstrap-servers", bootstrap_servers, "--partitions", "4"]
+        port: int | None = None
+        n = 0
+        for round_ in range(3):
+            broker = BrokerProcess(files, tmp_path, log="kafka", args=args, port=port).start()
+            port = broker.port
+            for _ in range(20):
+                if publish(broker, n):
+                    accepted.add(n)
+                n += 1
+            if round_ == 1:
+                broker.kill()
+                # Killed again while starting (opening the topic, reading the groups' offsets).
+                broker = BrokerProcess(files, tmp_path, log="kafka", args=args, port=port)
+                broker.start(wait=False)
+                time.sleep(0.5)
+            broker.kill()
+        final = BrokerProcess(files, tmp_path, log="kafka", args=args, port=port).start()
+        try:
+            for n in range(1000, 1020):
+                assert publish(final, n), final.output()[-2000:]
+                accepted.add(n)
+            final.wait_idle(timeout=60)
+        finally:
+            assert final.stop() == 0
+    assert len(accepted) >= 50
+    check_everything_arrived(subscriber, accepted)

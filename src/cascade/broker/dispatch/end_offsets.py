@@ -53,7 +53,9 @@ class SharedEndOffsets:
     async def _ask(self) -> list[int]:
         asked_at = time.monotonic()
         try:
-            ends = await asyncio.get_running_loop().run_in_executor(self._executor, self._read)
+            ends = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._log.end_offsets
+            )
         finally:
             self._inflight = None
         if self._ends is not None:
@@ -61,6 +63,3 @@ class SharedEndOffsets:
             ends = [max(new, old) for new, old in zip(ends, self._ends, strict=True)]
         self._ends, self._asked_at = ends, asked_at
         return ends
-
-    def _read(self) -> list[int]:
-        return [self._log.end_offset(partition) for partition in range(self._log.partitions)]

@@ -61,6 +61,11 @@ class BrokerLog(ABC):
     def end_offset(self, partition: int) -> int:
         """The offset the next appended record of ``partition`` will get."""
 
+    def end_offsets(self) -> list[int]:
+        """``end_offset`` of every partition, in partition order (backends with a network
+        round trip per question override it to bound the whole, not each, by their timeout)."""
+        return [self.end_offset(partition) for partition in range(self.partitions)]
+
     @abstractmethod
     def committed(self, group: str, partition: int) -> int | None:
         """The committed offset of ``group`` on ``partition``; None if never committed."""

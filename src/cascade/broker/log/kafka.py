@@ -348,6 +348,16 @@ class KafkaLog(BrokerLog):
         with self._reader() as consumer:
             return self._watermarks(consumer, partition)[1]
 
+    def end_offsets(self) -> list[int]:
+        # One deadline for all partitions: an unreachable cluster costs one timeout, not one
+        # per partition.
+        deadline = time.monotonic() + self._timeout
+        with self._reader() as consumer:
+            return [
+                self._watermarks(consumer, partition, deadline)[1]
+                for partition in range(self.partitions)
+            ]
+
     def read(self, partition: int, offset: int, max_records: int) -> Sequence[Record]:
         check_partition(partition, self.partitions)
         check_offset(offset)
@@ -394,10 +404,15 @@ class KafkaLog(BrokerLog):
                 break
         return records[:wanted]
 
-    def _watermarks(self, consumer: Consumer, partition: int) -> tuple[int, int]:
+    def _watermarks(
+        self, consumer: Consumer, partition: int, deadline: float | None = None
+    ) -> tuple[int, int]:
+        timeout = self._timeout if deadline is None else deadline - time.monotonic()
+        if timeout <= 0:
+            raise LogError(f"kafka topic {self.topic}: no end offsets within {self._timeout:g} s")
         try:
             return consumer.get_watermark_offsets(
-                TopicPartition(self.topic, partition), timeout=self._timeout, cached=False
+                TopicPartition(self.topic, partition), timeout=timeout, cached=False
             )
         except KafkaException as exc:
             raise LogError(f"kafka topic {self.topic}: cannot read the end offsets: {exc}") from exc
