@@ -108,6 +108,9 @@ class BrokerServer:
         self._append_executor = ThreadPoolExecutor(
             _APPEND_THREADS, thread_name_prefix="broker-append"
         )
+        # End offsets, one coalesced question at a time: not queued behind a backlog's reads,
+        # so /-/triggers answers and readers learn where the end is while the reads are busy.
+        self._ends_executor = ThreadPoolExecutor(1, thread_name_prefix="broker-ends")
         self._logs: dict[tuple[str, str], BrokerLog] = {}
         self._appenders: dict[tuple[str, str], Appender] = {}
         self._tails: dict[tuple[str, str], TailCache] = {}
@@ -137,7 +140,7 @@ class BrokerServer:
             log = await loop.run_in_executor(self._executor, self._open_log, *key)
             self._logs[key] = log
             self._tails[key] = tail = TailCache(log.partitions)
-            self._ends[key] = SharedEndOffsets(log, self._executor)
+            self._ends[key] = SharedEndOffsets(log, self._ends_executor)
             self._appenders[key] = Appender(
                 log, self._append_executor, self._notifier(key, tail), max_batch=512
             )
@@ -213,6 +216,7 @@ class BrokerServer:
         for log in self._logs.values():
             await loop.run_in_executor(self._executor, log.close)
         self._append_executor.shutdown(wait=True)
+        self._ends_executor.shutdown(wait=True)
         self._executor.shutdown(wait=True)
 
     def _open_log(self, namespace: str, name: str) -> BrokerLog:

@@ -120,6 +120,14 @@ def test_the_ingress_stores_while_every_log_read_hangs(tmp_path: Path) -> None:
                         assert answer.status == 202
                 async with session.get(f"http://127.0.0.1:{server.port}/-/health") as answer:
                     assert answer.status == 200
+                # The lag view asks the end offsets on a thread of their own, once for all.
+                async with asyncio.timeout(15):
+                    admin = f"http://127.0.0.1:{server.port}/-/triggers"
+                    async with session.get(admin) as answer:
+                        assert answer.status == 200
+                        views = await answer.json()
+                assert len(views) == TRIGGERS
+                assert all(view["lag"] == 201 for view in views)  # 200 + the one above
             stored = [
                 record
                 for partition in range(PARTITIONS)

@@ -52,8 +52,11 @@ class Admin:
 
     async def triggers(self, request: web.BaseRequest) -> web.Response:
         views = []
-        for trigger in self._triggers:
-            states = await trigger.dispatcher.partition_states()
+        # Together: the Triggers of a Broker then share one end-offset question.
+        all_states = await asyncio.gather(
+            *(trigger.dispatcher.partition_states() for trigger in self._triggers)
+        )
+        for trigger, states in zip(self._triggers, all_states, strict=True):
             views.append(
                 {
                     **trigger.description,
@@ -72,8 +75,10 @@ class Admin:
         return _json(views)
 
     async def metrics(self, request: web.BaseRequest) -> web.Response:
-        for trigger in self._triggers:
-            states = await trigger.dispatcher.partition_states()
+        all_states = await asyncio.gather(
+            *(trigger.dispatcher.partition_states() for trigger in self._triggers)
+        )
+        for trigger, states in zip(self._triggers, all_states, strict=True):
             self._metrics.set_lag(trigger.namespace, trigger.name, sum(s.lag for s in states))
         loop = asyncio.get_running_loop()
         body = await loop.run_in_executor(self._executor, generate_latest, self._metrics.registry)
