@@ -8,6 +8,7 @@ Trigger must see each partition key's events first delivered in publish order.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -272,3 +273,52 @@ def test_kafka_log_kill_9_again_and_again_comes_back_and_delivers(
             assert final.stop() == 0
     assert len(accepted) >= 50
     check_everything_arrived(subscriber, accepted)
+
+
+def _tansu_pid(bootstrap_servers: str) -> int:
+    """The Tansu process listening on ``bootstrap_servers`` (tansu_broker yields the address
+    only)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"tansu") and f"tcp://{bootstrap_servers}".encode() in argv:
+            return int(entry.name)
+    raise AssertionError(f"no tansu process on {bootstrap_servers}")
+
+
+@pytest.mark.kafka
+def test_kafka_unreachable_answers_503_not_a_hang_and_recovers(
+    tmp_path: Path, subscriber: Subscriber
+) -> None:
+    """Kafka frozen (SIGSTOP: connections open, no answers): the ingress answers 503 once the
+    producer's 30 s delivery timeout has passed, the broker stays up, and once Kafka answers
+    again events are stored and delivered."""
+    files = manifests(tmp_path, subscriber)
+    with tansu_broker() as bootstrap_servers:
+        args = ["--bootstrap-servers", bootstrap_servers, "--partitions", "4"]
+        broker = BrokerProcess(files, tmp_path, log="kafka", args=args).start()
+        tansu = _tansu_pid(bootstrap_servers)
+        try:
+            assert publish(broker, 0)
+            os.kill(tansu, signal.SIGSTOP)
+            try:
+                # None if no answer within 60 s: the producer's 30 s timeout with room to spare.
+                status = post(broker, 1, timeout=60)
+                health = request(broker.port, "GET", "/-/health", timeout=5).status
+            finally:
+                os.kill(tansu, signal.SIGCONT)
+            assert status == 503, (status, broker.output()[-2000:])
+            assert health == 200
+            # Kafka answers again: stored (the client retries, as the order API's relay does).
+            deadline = time.monotonic() + 30
+            while not publish(broker, 2):
+                assert time.monotonic() < deadline, broker.output()[-2000:]
+                time.sleep(0.5)
+            broker.wait_idle(timeout=60)
+        finally:
+            assert broker.stop() == 0
+    check_everything_arrived(subscriber, {0, 2})
