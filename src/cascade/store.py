@@ -210,9 +210,9 @@ class EventTransaction:
     On PostgreSQL each round trip to the server costs more than the statement it carries, so
     ``BEGIN`` travels with the first statement and ``COMMIT`` with the last when no Session
     is open (``fetch_one_and_commit``): two round trips per event. Both go as one simple
-    query with client-side bound parameters (psycopg's ``ClientCursor``, whose literals are
-    quoted by psycopg). psycopg would send its own ``BEGIN`` first, so the connection is in
-    autocommit mode while it is checked out (the server is inside our ``BEGIN`` meanwhile)
+    query on libpq with the parameters as literals quoted by libpq (``cascade/pg_batch.py``).
+    psycopg would send its own ``BEGIN`` first, so the connection is in autocommit mode
+    while it is checked out (the server is inside our ``BEGIN`` meanwhile)
     and goes back to the pool as it came, idle and not in autocommit.
     """
 
@@ -250,25 +250,27 @@ class EventTransaction:
 
     def _execute(self, statement: str, parameters: tuple[Any, ...], *, commit: bool) -> Any:
         begin, self._begin = self._begin, False
-        if begin or commit:
-            cursor = _client_cursor(self._dbapi)
+        batched = begin or commit
+        if batched:
             statement = f"{'BEGIN; ' if begin else ''}{statement}{'; COMMIT' if commit else ''}"
-        else:
-            cursor = self._dbapi.cursor()
+        cursor = None if batched else self._dbapi.cursor()
         try:
+            if cursor is None:
+                from cascade.pg_batch import run_batch  # PostgreSQL only: an optional driver
+
+                return run_batch(self._dbapi, statement, parameters)
             cursor.execute(statement, parameters)
-            if begin:
-                cursor.nextset()  # past BEGIN's empty result
             return cursor.fetchone() if cursor.description else None
         except self._engine.dialect.loaded_dbapi.Error as exc:
             dialect = self._engine.dialect
-            if dialect.is_disconnect(exc, self._dbapi, cursor):
+            if dialect.is_disconnect(exc, self._dbapi, cursor) or _pg_broken(self._dbapi):
                 self._raw.invalidate(exc)
             raise DBAPIError.instance(
                 statement, parameters, exc, dialect.loaded_dbapi.Error, dialect=dialect
             ) from exc
         finally:
-            cursor.close()
+            if cursor is not None:
+                cursor.close()
 
     def open_session(self) -> Session:
         """The Session of this transaction (made at the first call)."""
@@ -325,10 +327,10 @@ class EventTransaction:
             self._raw.invalidate(exc)
 
 
-def _client_cursor(dbapi_connection: Any) -> Any:
-    from psycopg import ClientCursor  # only PostgreSQL stores get here: an optional driver
-
-    return ClientCursor(dbapi_connection)
+def _pg_broken(dbapi_connection: Any) -> bool:
+    """A psycopg connection whose libpq link failed (SQLite's has no ``pgconn``)."""
+    pgconn = getattr(dbapi_connection, "pgconn", None)
+    return pgconn is not None and pgconn.status != 0  # 0: libpq's CONNECTION_OK
 
 
 def _pg_idle() -> Any:

@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from psycopg import DataError
 from psycopg.pq import TransactionStatus
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
@@ -17,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from cascade import Event, Function
 from cascade import store as store_module
 from cascade.loader import load_module
+from cascade.pg_batch import run_batch
 from cascade.settings import Settings
 from cascade.store import Store
 from cascade.testing import FunctionClient
@@ -264,3 +266,39 @@ def test_storeless_concurrent_duplicates_run_once(postgres_schema: str, tmp_path
         assert statuses == [200] * 5
         assert storeless_calls == ["c"]
         _pooled_connection_is_clean(client)
+
+
+def test_storeless_event_on_a_connection_that_died_fails_once_then_recovers(
+    postgres_schema: str, tmp_path: Path
+) -> None:
+    storeless_calls.clear()
+    settings = Settings(data_dir=tmp_path, database_url=postgres_schema)
+    with FunctionClient(storeless, settings) as client:
+        assert client.send(Ping(key="d"), event_id="pg-d1").status == 200
+        _kill_pooled_connection(client.runtime.store)
+        # Used a moment ago, so not pinged: the claim meets the dead link, the event is
+        # answered 500 (redelivered later) and the connection is dropped from the pool.
+        assert client.send(Ping(key="d"), event_id="pg-d2").status == 500
+        assert client.send(Ping(key="d"), event_id="pg-d2").status == 200
+        assert storeless_calls == ["d", "d"]
+        _pooled_connection_is_clean(client)
+
+
+def test_batched_statements_quote_hostile_values(postgres_schema: str) -> None:
+    hostile = "x'); DROP TABLE cascade_dedupe; --\\ é"
+    store = store_module.Store(postgres_schema)
+    try:
+        raw = store.engine.raw_connection()
+        try:
+            row = run_batch(
+                raw.dbapi_connection,
+                "SELECT %s, encode(%s, 'hex'), %s, %s, %s",
+                (hostile, b"\x00'\xff", 1.5, 7, None),
+            )
+            assert row == (hostile, "0027ff", "1.5", "7", None)
+            with pytest.raises(DataError):
+                run_batch(raw.dbapi_connection, "SELECT %s", ("a\x00b",))
+        finally:
+            raw.close()
+    finally:
+        store.dispose()
