@@ -2,7 +2,7 @@
 
 Two subscribers, each measured against itself (same run, same load, rows interleaved):
   cascade  a trivial Cascade function (pydantic model, 204) under ``cascade serve``, gunicorn
-           sync workers as in the function benchmark: what subscribers are in Cascade
+           gthread workers with one thread each: what subscribers are in Cascade
   aiohttp  a bare aiohttp counter in one process: the ceiling, far cheaper per request
 Rows per subscriber (wrk, one binary CloudEvent per request, unique ``ce-id``):
   direct  wrk -> subscriber
@@ -679,7 +679,7 @@ def _report(
             "broker": {"log": "sqlite", "trigger": "unordered", "path": f"/{NAMESPACE}/{BROKER}"},
             "server_logs": {log: SERVER_LOGS[log] for log in logs},
             "subscribers": {
-                "cascade": f"cascade serve {CASCADE_SUBSCRIBER}, gunicorn sync "
+                "cascade": f"cascade serve {CASCADE_SUBSCRIBER}, gunicorn gthread "
                 f"x{options.workers}, 1 thread, idempotency off, tracing exported",
                 "aiohttp": "bench/apps/subscriber.py, aiohttp, one process",
             },

@@ -1,11 +1,12 @@
-"""Benchmark: what the slow-client worker setup costs (gthread, bounded thread pool, vs sync).
+"""Benchmark: what the slow-client worker setup costs (a pool of threads per worker vs one).
 
 Two ``cascade serve`` of the bench function, same workers, same load, interleaved runs:
-  sync     ``--threads 1`` (gunicorn's sync worker: one connection per worker at a time)
+  1-thread ``--threads 1`` (gthread with one thread: one request per worker at a time)
   gthread  ``--threads N`` (gthread: a pool of N threads per worker; the runtime's default)
+Both are gunicorn's gthread worker (the runtime always uses it); only the pool size differs.
 Then, per setup, a one-worker server with one client trickling its request headers: does
 ``GET /health/readiness`` still answer (within ``--probe-timeout`` seconds)?
-Reported: req/s, p50/p99, CPU per request, the ratio gthread/sync of the req/s medians, and
+Reported: req/s, p50/p99, CPU per request, the ratio gthread/1-thread of the req/s medians, and
 the probe's verdict. No target: the ratio is the price of answering health checks while a
 client trickles (issue 10, item 7; docs/security.md).
 
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(options: Options, threads: int, probe_timeout: float) -> int:
     wrk = ensure_wrk()
     started = time.monotonic()
-    setups = {"sync": 1, "gthread": threads}
+    setups = {"1-thread": 1, "gthread": threads}
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cascade-bench-")))
         env = {"CASCADE_IDEMPOTENCY": "false", "OTEL_SDK_DISABLED": "true"}
@@ -152,14 +153,14 @@ def _run(options: Options, threads: int, probe_timeout: float) -> int:
 
     med = {key: medians([m.sample() for m in ms]) for key, ms in results.items()}
     ratio = Ratio.of(
-        "gthread / sync (req/s medians)",
+        "gthread / 1-thread (req/s medians)",
         ("gthread", med["gthread"]["requests_per_s"]),
-        ("sync", med["sync"]["requests_per_s"]),
+        ("1-thread", med["1-thread"]["requests_per_s"]),
     )
     cpu = Ratio.of(
-        "CPU: gthread µs/req / sync µs/req",
+        "CPU: gthread µs/req / 1-thread µs/req",
         ("gthread", med["gthread"]["cpu_us_per_request"]),
-        ("sync", med["sync"]["cpu_us_per_request"]),
+        ("1-thread", med["1-thread"]["cpu_us_per_request"]),
     )
 
     def verdict(key: str) -> str:

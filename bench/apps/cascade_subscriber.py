@@ -1,6 +1,6 @@
 """The broker benchmark's Cascade subscriber: a trivial function, as a user would write it.
 
-One handler, a small pydantic model, 204. Served by ``cascade serve`` (gunicorn, sync
+One handler, a small pydantic model, 204. Served by ``cascade serve`` (gunicorn gthread
 workers) like any function. To let the harness check that nothing is lost, each worker
 process appends one line per delivery to its own file in ``$BENCH_DELIVERY_DIR``:
 ``<ce-id> <benchsentus> <receipt, µs since the epoch>`` (see ``bench/_deliveries.py``). One

@@ -39,7 +39,7 @@ def in_background(
 
 def test_two_workers_share_one_view_of_metrics(tmp_path: Path) -> None:
     with serve(tmp_path, "--workers", "2") as server:
-        # A slow event keeps one sync worker busy; an event sent while it runs can only be
+        # A slow event keeps one single-thread worker busy; an event sent while it runs can only be
         # taken by the other worker. Repeat in case the second worker was still booting.
         pids: set[str] = set()
         sent = 0
@@ -73,7 +73,7 @@ def test_two_workers_share_one_view_of_metrics(tmp_path: Path) -> None:
         assert server.metric("cascade_event_duration_seconds_count") == float(sent)
 
 
-@pytest.mark.parametrize("threads", ["1", "4"])  # sync and gthread workers
+@pytest.mark.parametrize("threads", ["1", "4"])  # one thread and a pool per worker
 def test_sigterm_drains_in_flight_and_exits_zero(tmp_path: Path, threads: str) -> None:
     # One worker: draining is per worker, and with two the test raced on which one saw the
     # signal first (several workers are covered by the metrics and duplicates tests).
