@@ -12,7 +12,10 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from bench._load import Measurement
 
 __all__ = [
     "Floor",
@@ -235,3 +238,39 @@ def result_header(name: str, elapsed: float, options: Any, repo: Path) -> dict[s
             "warmup_s": options.warmup_s,
         },
     }
+
+
+def row_result(
+    key: str,
+    label: str,
+    expected_status: int,
+    measurements: Sequence[Measurement],
+    **extra: Any,
+) -> dict[str, Any]:
+    """One load row of a result JSON: its medians, spread, errors and every run."""
+    samples = [m.sample() for m in measurements]
+    return {
+        "key": key,
+        "label": label,
+        **extra,
+        "expected_status": expected_status,
+        "median": medians(samples),
+        "spread_requests_per_s": round(spread([s["requests_per_s"] for s in samples]), 3),
+        "errors": sum(m.errors for m in measurements),
+        "runs": [m.as_dict() for m in measurements],
+    }
+
+
+def finish(path: Path, payload: Mapping[str, Any], elapsed: float, failure: str | None) -> int:
+    """Write the result JSON, say where, and turn a failure into exit status 1."""
+    write_json(path, payload)
+    progress(f"==> wrote {path} ({elapsed:.0f}s)")
+    if failure:
+        print(f"ERROR: {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def failed_requests(count: int) -> str | None:
+    """The failure of a load benchmark whose requests failed, for ``finish``."""
+    return f"{count} failed requests (see the errors column)" if count else None

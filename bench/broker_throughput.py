@@ -42,9 +42,11 @@ from scripts.nats_server import nats_server_binary
 from bench._cli import Options, build_parser, options_from
 from bench._deliveries import DELIVERY_DIR_ENV, DeliveryFiles
 from bench._load import Measurement, fresh_run_id, measure
+from bench._otlp import exported_requests, exporter_env, start_sink, wait_for_export
 from bench._report import (
     Limit,
     Ratio,
+    finish,
     markdown_table,
     medians,
     noise_note,
@@ -53,7 +55,6 @@ from bench._report import (
     run_interleaved,
     spread,
     utc_now,
-    write_json,
 )
 from bench._servers import REPO_ROOT, Server, cascade_argv, free_port, post_event
 from bench._wrk import DEFAULT_EVENT, BenchError, WrkResult, ensure_wrk
@@ -335,16 +336,7 @@ def _run(options: Options, subscribers: list[str], logs: list[str]) -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cascade-bench-")))
         sink_port = None
         if "cascade" in subscribers:
-            sink_port = free_port()
-            sink = stack.enter_context(
-                Server(
-                    "otlp-sink",
-                    [sys.executable, "-m", "bench.apps.otlp_sink", "--port", str(sink_port)],
-                    port=sink_port,
-                    log_dir=workdir,
-                )
-            )
-            sink.wait_listening()
+            sink_port = start_sink(stack, workdir)
         setups: dict[str, Setup] = {}
         for key in subscribers:
             setups[key] = _start(stack, SUBSCRIBERS[key], options, workdir, sink_port, logs)
@@ -388,12 +380,12 @@ def _run(options: Options, subscribers: list[str], logs: list[str]) -> int:
 
         if options.warmup_s > 0:
             for key in subscribers:
-                exported = _sink_requests(sink_port) if key == "cascade" else 0
+                exported = exported_requests(sink_port) if key == "cascade" and sink_port else 0
                 for kind in ("direct", "broker", *logs):
                     progress(f"--> warm-up {options.warmup_s:g}s: {row_key(key, kind)}")
                     one(row_key(key, kind), 0, options.warmup_s)
-                if key == "cascade":
-                    _wait_for_export(sink_port, exported)
+                if key == "cascade" and sink_port:
+                    wait_for_export(sink_port, exported, "cascade subscriber")
         keys = [row_key(s, kind) for s in subscribers for kind in kinds]
         results = run_interleaved(keys, options.runs, one)
         malformed = sum(setup.counter.malformed for setup in setups.values())
@@ -413,14 +405,15 @@ def _start(
     progress(f"--> starting the {kind.key} subscriber on 127.0.0.1:{port}")
     counter: DeliveryCounter
     if kind.key == "cascade":
+        if sink_port is None:
+            raise BenchError("the cascade subscriber needs the OTLP sink")
         deliveries = workdir / "deliveries"
         deliveries.mkdir()
         counter = DeliveryFiles(deliveries)
         env = {
             # As in the function benchmark: dedupe off, tracing exported to the dropping sink.
             "CASCADE_IDEMPOTENCY": "false",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            **exporter_env(sink_port),
             DELIVERY_DIR_ENV: str(deliveries),
         }
         argv = cascade_argv(
@@ -519,24 +512,6 @@ def _check_paths(setup: Setup) -> None:
         stats = wait_for_delivery(setup.counter.stats, run_id, 1, timeout_s=30.0, settle_s=0.0)
         if stats["unique"] < 1:
             raise BenchError(f"{where}: the probe was answered {got} but not counted in 30s")
-
-
-def _sink_requests(sink_port: int | None) -> int:
-    if sink_port is None:
-        return 0
-    with urllib.request.urlopen(f"http://127.0.0.1:{sink_port}/stats", timeout=5) as resp:
-        stats: dict[str, int] = json.load(resp)
-    return stats["requests"]
-
-
-def _wait_for_export(sink_port: int | None, before: int, timeout_s: float = 12.0) -> None:
-    # BatchSpanProcessor exports every 5 s or per 512 spans: the warm-up must have produced some.
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _sink_requests(sink_port) > before:
-            return
-        time.sleep(0.25)
-    raise BenchError(f"cascade subscriber: no span export reached the sink in {timeout_s:.0f}s")
 
 
 def _cpu(med: Mapping[str, float], server: str) -> str:
@@ -712,16 +687,13 @@ def _report(
         "malformed_delivery_records": malformed,
         "errors": total_errors,
     }
-    write_json(options.out, payload)
-    progress(f"==> wrote {options.out} ({elapsed:.0f}s)")
-    if total_lost or total_errors:
-        print(
-            f"ERROR: {total_lost} accepted events lost, {total_errors} failed requests or "
-            "unexpected deliveries",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    failure = (
+        f"{total_lost} accepted events lost, "
+        f"{total_errors} failed requests or unexpected deliveries"
+        if total_lost or total_errors
+        else None
+    )
+    return finish(options.out, payload, elapsed, failure)
 
 
 if __name__ == "__main__":

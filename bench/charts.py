@@ -72,7 +72,7 @@ def _title(result: Mapping[str, Any], what: str) -> str:
     return f"{result['benchmark']}: {what}" + (f"\n{date} {commit}".rstrip() if date else "")
 
 
-def _height(rows: int) -> float:
+def _height(rows: float) -> float:
     return 1.6 + 0.42 * rows
 
 

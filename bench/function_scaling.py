@@ -27,20 +27,22 @@ from pathlib import Path
 from typing import Any
 
 from bench._cli import Options, build_parser, options_from
-from bench._load import Measurement, measure
+from bench._load import Measurement
 from bench._memory import child_pids, rss_bytes, status_kib
+from bench._otlp import exported_requests, exporter_env, start_sink, wait_for_export
 from bench._report import (
     Limit,
     Ratio,
+    failed_requests,
+    finish,
     markdown_table,
     medians,
     noise_note,
     progress,
     result_header,
+    row_result,
     run_interleaved,
-    spread,
     utc_now,
-    write_json,
 )
 from bench._servers import (
     REPO_ROOT,
@@ -51,13 +53,7 @@ from bench._servers import (
     runtime_gunicorn_setup,
 )
 from bench._wrk import PING_TYPE, BenchError, ensure_wrk
-from bench.function_throughput import (
-    CASCADE_FUNCTION,
-    Row,
-    _check_answer,
-    _sink_stats,
-    _wait_for_export,
-)
+from bench.function_throughput import CASCADE_FUNCTION, Row, check_answer, measure_row
 
 NAME = "function_scaling"
 DEFAULT_WORKER_COUNTS = (1, 2, 3, 4)
@@ -190,21 +186,8 @@ def _run(options: Options, counts: tuple[int, ...]) -> int:
     ]
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cascade-bench-")))
-        sink_port = free_port()
-        sink = stack.enter_context(
-            Server(
-                "otlp-sink",
-                [sys.executable, "-m", "bench.apps.otlp_sink", "--port", str(sink_port)],
-                port=sink_port,
-                log_dir=workdir,
-            )
-        )
-        sink.wait_listening()
-        env = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-            "CASCADE_IDEMPOTENCY": "false",
-        }
+        sink_port = start_sink(stack, workdir)
+        env = {**exporter_env(sink_port), "CASCADE_IDEMPOTENCY": "false"}
         servers: dict[str, Server] = {}
         for n in counts:
             for series in SERIES:
@@ -217,36 +200,19 @@ def _run(options: Options, counts: tuple[int, ...]) -> int:
         for server in servers.values():
             server.wait_listening()
         for row in rows:
-            _check_answer(row, servers[row.key].port)
+            check_answer(row, servers[row.key].port)
 
         def one(key: str, _run: int, duration_s: float | None = None) -> Measurement:
             row = next(r for r in rows if r.key == key)
-            server = servers[key]
-            m = measure(
-                wrk,
-                [server],
-                f"http://127.0.0.1:{server.port}/",
-                options,
-                workdir,
-                ce_type=row.ce_type,
-                duration_s=duration_s,
-                expected_statuses=frozenset({row.expected_status}),
-            )
-            s = m.sample()
-            progress(
-                f"    {s['requests_per_s']:,.0f} req/s, p99 {s['p99_ms']:.2f} ms, "
-                f"{s['cpu_us_per_request']:,.0f} µs CPU/req"
-                + (f", {m.errors} ERRORS" if m.errors else "")
-            )
-            return m
+            return measure_row(wrk, servers[key], row, options, workdir, duration_s)
 
         if options.warmup_s > 0:
             for row in rows:
                 progress(f"--> warm-up {options.warmup_s:g}s: {row.key}")
-                exported = _sink_stats(sink_port)["requests"]
+                exported = exported_requests(sink_port)
                 one(row.key, 0, options.warmup_s)
                 if row.key.startswith("cascade-"):
-                    _wait_for_export(sink_port, exported, row.key)
+                    wait_for_export(sink_port, exported, row.key)
         results = run_interleaved([r.key for r in rows], options.runs, one)
         # After the load, before stopping: what each server's workers hold now.
         memory = {key: server_memory(server.pid) for key, server in servers.items()}
@@ -371,33 +337,23 @@ def _report(
             "quick": options.quick,
         },
         "rows": [
-            {
-                "key": r.key,
-                "label": r.label,
+            row_result(
+                r.key,
+                r.label,
+                r.expected_status,
+                results[r.key],
                 # bench.charts draws a scaling curve of every row that has these two.
-                "series": r.key.rsplit("-w", 1)[0],
-                "workers": int(r.key.rsplit("-w", 1)[1]),
-                "expected_status": r.expected_status,
-                "median": med[r.key],
-                "spread_requests_per_s": round(
-                    spread([m.sample()["requests_per_s"] for m in results[r.key]]), 3
-                ),
-                "memory": memory[r.key].as_dict(),
-                "errors": errors[r.key],
-                "runs": [m.as_dict() for m in results[r.key]],
-            }
+                series=r.key.rsplit("-w", 1)[0],
+                workers=int(r.key.rsplit("-w", 1)[1]),
+                memory=memory[r.key].as_dict(),
+            )
             for r in rows
         ],
         "ratios": [q.as_dict() for q in ratios],
         "limits": [q.as_dict() for q in limits],
         "errors": total_errors,
     }
-    write_json(options.out, payload)
-    progress(f"==> wrote {options.out} ({elapsed:.0f}s)")
-    if total_errors:
-        print(f"ERROR: {total_errors} failed requests (see the errors column)", file=sys.stderr)
-        return 1
-    return 0
+    return finish(options.out, payload, elapsed, failed_requests(total_errors))
 
 
 if __name__ == "__main__":

@@ -23,30 +23,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench._cli import Options, build_parser, options_from
 from bench._load import Measurement, fresh_run_id, measure
+from bench._otlp import exported_requests, exporter_env, start_sink, wait_for_export
 from bench._report import (
     Limit,
     Ratio,
+    failed_requests,
+    finish,
     markdown_table,
     medians,
     noise_note,
     progress,
     result_header,
+    row_result,
     run_interleaved,
-    spread,
     utc_now,
-    write_json,
 )
 from bench._servers import (
     REPO_ROOT,
@@ -244,13 +244,7 @@ def postgres_reachable(url: str) -> str | None:
     return None
 
 
-def _sink_stats(port: int) -> dict[str, int]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as resp:
-        stats: dict[str, int] = json.load(resp)
-    return stats
-
-
-def _check_answer(row: Row, port: int) -> None:
+def check_answer(row: Row, port: int) -> None:
     """One request before any load: the server must answer the way this row expects."""
     status, headers, body = post_event(
         port, "/", DEFAULT_EVENT, ce_id=f"{fresh_run_id()}-probe-1", ce_type=row.ce_type
@@ -261,6 +255,34 @@ def _check_answer(row: Row, port: int) -> None:
         )
     if row.reply and "ce-type" not in headers:
         raise BenchError(f"{row.key}: a reply was expected but the answer has no ce-type header")
+
+
+def measure_row(
+    wrk: str,
+    server: Server,
+    row: Row,
+    options: Options,
+    workdir: Path,
+    duration_s: float | None = None,
+) -> Measurement:
+    """One wrk run of ``row``'s event against ``server``, with a progress line."""
+    m = measure(
+        wrk,
+        [server],
+        f"http://127.0.0.1:{server.port}/",
+        options,
+        workdir,
+        ce_type=row.ce_type,
+        duration_s=duration_s,
+        expected_statuses=frozenset({row.expected_status}),
+    )
+    s = m.sample()
+    progress(
+        f"    {_fmt(s['requests_per_s'], 0)} req/s, p50 {_fmt(s['p50_ms'], 2)} ms, "
+        f"p99 {_fmt(s['p99_ms'], 2)} ms, {_fmt(s['cpu_us_per_request'], 0)} µs CPU/req"
+        + (f", {m.errors} ERRORS" if m.errors else "")
+    )
+    return m
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -332,20 +354,8 @@ def _run(options: Options, postgres_url: str | None, *, with_ff: bool = True) ->
                 postgres_url = None
         specs += cascade_servers(setup, workdir / "data", postgres_url)
 
-        sink_port = free_port()
-        sink = stack.enter_context(
-            Server(
-                "otlp-sink",
-                [sys.executable, "-m", "bench.apps.otlp_sink", "--port", str(sink_port)],
-                port=sink_port,
-                log_dir=workdir,
-            )
-        )
-        sink.wait_listening()
-        otel_env = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-        }
+        sink_port = start_sink(stack, workdir)
+        otel_env = exporter_env(sink_port)
 
         servers: dict[str, Server] = {}
         for spec in specs:
@@ -363,59 +373,24 @@ def _run(options: Options, postgres_url: str | None, *, with_ff: bool = True) ->
         for server in servers.values():
             server.wait_listening()
         for row in rows:
-            _check_answer(row, servers[row.server].port)
+            check_answer(row, servers[row.server].port)
 
         traced = {s.key for s in specs if s.traced}
         if options.warmup_s > 0:
             for row in rows:
                 server = servers[row.server]
                 progress(f"--> warm-up {options.warmup_s:g}s: {row.key}")
-                exported_before = _sink_stats(sink_port)["requests"]
-                measure(
-                    wrk,
-                    [server],
-                    f"http://127.0.0.1:{server.port}/",
-                    options,
-                    workdir,
-                    ce_type=row.ce_type,
-                    duration_s=options.warmup_s,
-                    expected_statuses=frozenset({row.expected_status}),
-                )
+                exported_before = exported_requests(sink_port)
+                measure_row(wrk, server, row, options, workdir, options.warmup_s)
                 if row.server in traced:
-                    _wait_for_export(sink_port, exported_before, row.key)
+                    wait_for_export(sink_port, exported_before, row.key)
 
         def one(key: str, _run: int) -> Measurement:
             row = next(r for r in rows if r.key == key)
-            server = servers[row.server]
-            m = measure(
-                wrk,
-                [server],
-                f"http://127.0.0.1:{server.port}/",
-                options,
-                workdir,
-                ce_type=row.ce_type,
-                expected_statuses=frozenset({row.expected_status}),
-            )
-            s = m.sample()
-            progress(
-                f"    {_fmt(s['requests_per_s'], 0)} req/s, p50 {_fmt(s['p50_ms'], 2)} ms, "
-                f"p99 {_fmt(s['p99_ms'], 2)} ms, {_fmt(s['cpu_us_per_request'], 0)} µs CPU/req"
-                + (f", {m.errors} ERRORS" if m.errors else "")
-            )
-            return m
+            return measure_row(wrk, servers[row.server], row, options, workdir)
 
         results = run_interleaved([r.key for r in rows], options.runs, one)
     return _report(options, setup, rows, results, time.monotonic() - started)
-
-
-def _wait_for_export(sink_port: int, before: int, key: str, timeout_s: float = 12.0) -> None:
-    # BatchSpanProcessor exports every 5 s or per 512 spans: a warm-up must have produced some.
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _sink_stats(sink_port)["requests"] > before:
-            return
-        time.sleep(0.25)
-    raise BenchError(f"{key}: no span export reached the OTLP sink within {timeout_s:.0f}s")
 
 
 def _report(
@@ -479,28 +454,12 @@ def _report(
             "event_bytes": DEFAULT_EVENT.wire_size(),
             "quick": options.quick,
         },
-        "rows": [
-            {
-                "key": r.key,
-                "label": r.label,
-                "expected_status": r.expected_status,
-                "median": med[r.key],
-                "spread_requests_per_s": round(spread(_rps_runs(results[r.key])), 3),
-                "errors": errors[r.key],
-                "runs": [m.as_dict() for m in results[r.key]],
-            }
-            for r in rows
-        ],
+        "rows": [row_result(r.key, r.label, r.expected_status, results[r.key]) for r in rows],
         "ratios": [q.as_dict() for q in ratios],
         "limits": [q.as_dict() for q in limits],
         "errors": total_errors,
     }
-    write_json(options.out, payload)
-    progress(f"==> wrote {options.out} ({elapsed:.0f}s)")
-    if total_errors:
-        print(f"ERROR: {total_errors} failed requests (see the errors column)", file=sys.stderr)
-        return 1
-    return 0
+    return finish(options.out, payload, elapsed, failed_requests(total_errors))
 
 
 def _rps_runs(measurements: list[Measurement]) -> list[float]:
@@ -531,10 +490,10 @@ def _ratios(med: dict[str, dict[str, float]]) -> list[Ratio]:
         "cascade-idempotent": TARGET_IDEMPOTENT_VS_BARE,
         "cascade-postgres": TARGET_POSTGRES_VS_BARE,
     }
-    for key, target in targets.items():
+    for key, goal in targets.items():
         if key in med:
             ratios += [
-                Ratio.of(f"{key} / (a) bare-flask", rps(key), rps("bare-flask"), target),
+                Ratio.of(f"{key} / (a) bare-flask", rps(key), rps("bare-flask"), goal),
                 Ratio.of(f"{key} / (c) sdk-otel-flask", rps(key), rps("sdk-otel-flask")),
             ]
     if "cascade" in med:

@@ -16,10 +16,13 @@ from bench._load import Measurement, fresh_run_id
 from bench._report import (
     Limit,
     Ratio,
+    failed_requests,
+    finish,
     interleaved,
     markdown_table,
     medians,
     noise_note,
+    row_result,
     run_interleaved,
     source_revision,
     spread,
@@ -230,6 +233,30 @@ class TestOutput:
         write_json(target, {"ratios": [{"value": 0.8}]})
         assert json.loads(target.read_text()) == {"ratios": [{"value": 0.8}]}
         assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+    def test_row_result_takes_medians_errors_and_every_run(self) -> None:
+        runs = [
+            Measurement("r1", _result({204: 10}), 0.001, frozenset({204})),
+            Measurement("r2", _result({204: 20, 500: 2}), 0.003, frozenset({204})),
+            Measurement("r3", _result({204: 30}), 0.002, frozenset({204})),
+        ]
+        row = row_result("cascade-w2", "Cascade, 2 workers", 204, runs, workers=2)
+        assert row["key"] == "cascade-w2"
+        assert row["workers"] == 2
+        assert row["median"]["requests_per_s"] == 11.0  # 22 answers in 2 s, the middle run
+        assert row["errors"] == 2  # the 500s of run r2
+        assert [r["run_id"] for r in row["runs"]] == ["r1", "r2", "r3"]
+        assert row["spread_requests_per_s"] > 0
+
+    def test_finish_writes_the_json_and_fails_only_on_a_failure(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ok, bad = tmp_path / "ok.json", tmp_path / "bad.json"
+        assert finish(ok, {"errors": 0}, 1.0, failed_requests(0)) == 0
+        assert finish(bad, {"errors": 3}, 1.0, failed_requests(3)) == 1
+        assert json.loads(bad.read_text()) == {"errors": 3}  # written even when it fails
+        assert "ERROR: 3 failed requests" in capsys.readouterr().err
+        assert ok.exists()
 
 
 class TestOptions:
