@@ -257,8 +257,14 @@ def row_result(
         "median": medians(samples),
         "spread_requests_per_s": round(spread([s["requests_per_s"] for s in samples]), 3),
         "errors": sum(m.errors for m in measurements),
+        "one_worker_runs_set_aside": set_aside(measurements),
         "runs": [m.as_dict() for m in measurements],
     }
+
+
+def set_aside(measurements: Sequence[Measurement]) -> int:
+    """How many attempts of these runs one worker served alone (measured again instead)."""
+    return sum(len(m.redone) for m in measurements)
 
 
 def finish(path: Path, payload: Mapping[str, Any], elapsed: float, failure: str | None) -> int:

@@ -238,6 +238,10 @@ class Server:
     def cpu_s(self) -> float:
         return process_tree_cpu_s(self.pid)
 
+    def worker_cpu_s(self) -> dict[int, float]:
+        """CPU seconds so far of each child process (a gunicorn master's are its workers)."""
+        return {pid: process_tree_cpu_s(pid) for pid in sorted(set(_children(self.pid)))}
+
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM to our PID (gunicorn stops its workers); SIGKILL our group if it hangs."""
         proc, self._proc = self._proc, None

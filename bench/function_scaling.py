@@ -42,6 +42,7 @@ from bench._report import (
     result_header,
     row_result,
     run_interleaved,
+    set_aside,
     utc_now,
 )
 from bench._servers import (
@@ -286,6 +287,7 @@ def _report(
                     f"{med[key]['p50_ms']:.2f} / {med[key]['p99_ms']:.2f}",
                     f"{med[key]['cpu_us_per_request']:,.0f}",
                     " ".join(f"{mb:.0f}" for mb in workers_mb) or "-",
+                    str(set_aside(results[key])),
                     str(errors[key]),
                 ]
             )
@@ -298,6 +300,7 @@ def _report(
             "p50 / p99 ms",
             "CPU µs/req",
             "RSS per worker MB",
+            "set aside",
             "errors",
         ],
         table_rows,

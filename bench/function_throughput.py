@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench._cli import Options, build_parser, options_from
-from bench._load import Measurement, fresh_run_id, measure
+from bench._load import Measurement, fresh_run_id, measure, measure_all_workers
 from bench._otlp import exported_requests, exporter_env, start_sink, wait_for_export
 from bench._report import (
     Limit,
@@ -46,6 +46,7 @@ from bench._report import (
     result_header,
     row_result,
     run_interleaved,
+    set_aside,
     utc_now,
 )
 from bench._servers import (
@@ -265,16 +266,18 @@ def measure_row(
     workdir: Path,
     duration_s: float | None = None,
 ) -> Measurement:
-    """One wrk run of ``row``'s event against ``server``, with a progress line."""
-    m = measure(
-        wrk,
-        [server],
-        f"http://127.0.0.1:{server.port}/",
-        options,
-        workdir,
-        ce_type=row.ce_type,
-        duration_s=duration_s,
-        expected_statuses=frozenset({row.expected_status}),
+    """One wrk run of ``row``'s event against ``server`` that all its workers served."""
+    m = measure_all_workers(
+        lambda: measure(
+            wrk,
+            [server],
+            f"http://127.0.0.1:{server.port}/",
+            options,
+            workdir,
+            ce_type=row.ce_type,
+            duration_s=duration_s,
+            expected_statuses=frozenset({row.expected_status}),
+        )
     )
     s = m.sample()
     progress(
@@ -405,7 +408,7 @@ def _report(
     bare = med["bare-flask"]["requests_per_s"]
 
     table = markdown_table(
-        ["server", "req/s", "vs (a)", "p50 ms", "p99 ms", "CPU µs/req", "errors"],
+        ["server", "req/s", "vs (a)", "p50 ms", "p99 ms", "CPU µs/req", "set aside", "errors"],
         [
             [
                 r.label,
@@ -414,6 +417,7 @@ def _report(
                 _fmt(med[r.key]["p50_ms"], 2),
                 _fmt(med[r.key]["p99_ms"], 2),
                 _fmt(med[r.key]["cpu_us_per_request"], 0),
+                str(set_aside(results[r.key])),
                 str(errors[r.key]),
             ]
             for r in rows

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench._cli import Options, build_parser, options_from
-from bench._load import Measurement, measure
+from bench._load import Measurement, measure, measure_all_workers
 from bench._report import (
     Ratio,
     markdown_table,
@@ -120,14 +120,16 @@ def _run(options: Options, threads: int, probe_timeout: float) -> int:
 
         def one(key: str, _run: int) -> Measurement:
             server = servers[key]
-            m = measure(
-                wrk,
-                [server],
-                f"http://127.0.0.1:{server.port}/",
-                options,
-                workdir,
-                ce_type=PING_TYPE,
-                expected_statuses=frozenset({204}),
+            m = measure_all_workers(
+                lambda: measure(
+                    wrk,
+                    [server],
+                    f"http://127.0.0.1:{server.port}/",
+                    options,
+                    workdir,
+                    ce_type=PING_TYPE,
+                    expected_statuses=frozenset({204}),
+                )
             )
             s = m.sample()
             progress(f"    {s['requests_per_s']:,.0f} req/s, p99 {s['p99_ms']:.2f} ms")

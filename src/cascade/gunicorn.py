@@ -56,7 +56,7 @@ def gunicorn_options(function: Function, settings: Settings) -> dict[str, Any]:
         "threads": settings.threads,
         # gthread: a bounded pool of ``threads`` per worker behind a poller. A client that
         # trickles its request holds one thread, not the worker, so health checks and other
-        # requests go on (issue 10, item 7); bench/worker_setup.py measures it against sync.
+        # requests go on (issue 10, item 7); bench/worker_setup.py measures it against one thread.
         "worker_class": "gthread",
         # gunicorn wants whole seconds.
         "graceful_timeout": math.ceil(settings.graceful_timeout_seconds),

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from bench._cli import FULL, QUICK, parse_options
 from bench._deliveries import DeliveryFiles, delivery_line, worker_file
-from bench._load import Measurement, fresh_run_id
+from bench._load import Measurement, fresh_run_id, measure_all_workers
 from bench._report import (
     Limit,
     Ratio,
@@ -208,6 +208,40 @@ class TestMeasurement:
         m = Measurement("r1", _result({}), 1.0)
         assert m.sample()["cpu_us_per_request"] == 0.0
 
+    @staticmethod
+    def _split(*cpu: float) -> Measurement:
+        return Measurement("r", _result({204: 10}), sum(cpu), cpu_by_worker={"cascade": cpu})
+
+    def test_a_run_one_worker_served_alone_is_recognised(self) -> None:
+        assert self._split(3.37, 0.0).one_worker_served() == "cascade"
+        assert self._split(2.9, 0.1).one_worker_served() == "cascade"  # 97%: the others idled
+        assert self._split(2.5, 2.8).one_worker_served() is None
+        assert self._split(1.0, 1.0, 0.0).one_worker_served() is None  # two of three served
+        assert self._split(3.0).one_worker_served() is None  # one worker is the setup
+        assert self._split(0.0, 0.0).one_worker_served() is None  # nothing ran
+
+    def test_one_worker_runs_are_set_aside_and_kept_in_the_json(self) -> None:
+        attempts = iter([self._split(3.4, 0.0), self._split(0.0, 3.3), self._split(2.6, 2.7)])
+        m = measure_all_workers(lambda: next(attempts))
+        assert m.cpu_by_worker == {"cascade": (2.6, 2.7)}
+        assert [r["cpu_s_by_worker"] for r in m.redone] == [
+            {"cascade": [3.4, 0.0]},
+            {"cascade": [0.0, 3.3]},
+        ]
+        assert len(m.as_dict()["redone_one_worker_runs"]) == 2
+
+    def test_the_last_attempt_is_kept_whatever_it_shows(self) -> None:
+        calls = []
+
+        def lopsided() -> Measurement:
+            calls.append(1)
+            return self._split(3.0, 0.0)
+
+        m = measure_all_workers(lopsided, tries=3)
+        assert len(calls) == 3
+        assert m.one_worker_served() == "cascade"  # still true, and said so in the JSON
+        assert len(m.redone) == 2
+
 
 class TestOutput:
     def test_markdown_table_shape(self) -> None:
@@ -245,6 +279,7 @@ class TestOutput:
         assert row["workers"] == 2
         assert row["median"]["requests_per_s"] == 11.0  # 22 answers in 2 s, the middle run
         assert row["errors"] == 2  # the 500s of run r2
+        assert row["one_worker_runs_set_aside"] == 0
         assert [r["run_id"] for r in row["runs"]] == ["r1", "r2", "r3"]
         assert row["spread_requests_per_s"] > 0
 
@@ -427,7 +462,7 @@ class TestBrokerOptions:
     def test_both_subscribers_by_default_cascade_first(self) -> None:
         options, subscribers, logs = parse_args([])
         assert subscribers == ["cascade", "aiohttp"]
-        assert logs == ["nats"]  # beside the sqlite row, which always runs
+        assert logs == ["nats", "kafka"]  # beside the sqlite row, which always runs
         assert options.out.name == "broker_throughput.json"
 
     def test_server_logs_are_chosen_with_log(self) -> None:
