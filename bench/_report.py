@@ -210,7 +210,10 @@ def source_revision(repo: Path) -> dict[str, Any]:
         return proc.stdout.strip() if proc.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no", "--", "src", "bench")
+    # Results a run writes (bench/results) do not make the code it measures dirty.
+    status = git(
+        "status", "--porcelain", "--untracked-files=no", "--", "src", "bench", ":!bench/results"
+    )
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
