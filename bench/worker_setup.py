@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench._cli import Options, build_parser, options_from
-from bench._load import Measurement, measure, measure_all_workers
+from bench._load import Measurement
 from bench._report import (
     Ratio,
     markdown_table,
@@ -39,6 +39,7 @@ from bench._report import (
 )
 from bench._servers import REPO_ROOT, Server, cascade_argv, free_port
 from bench._wrk import PING_TYPE, BenchError, ensure_wrk
+from bench.function_throughput import Row, measure_row
 
 NAME = "worker_setup"
 FUNCTION = "bench/apps/cascade_function.py"
@@ -119,21 +120,8 @@ def _run(options: Options, threads: int, probe_timeout: float) -> int:
             server.wait_listening()
 
         def one(key: str, _run: int) -> Measurement:
-            server = servers[key]
-            m = measure_all_workers(
-                lambda: measure(
-                    wrk,
-                    [server],
-                    f"http://127.0.0.1:{server.port}/",
-                    options,
-                    workdir,
-                    ce_type=PING_TYPE,
-                    expected_statuses=frozenset({204}),
-                )
-            )
-            s = m.sample()
-            progress(f"    {s['requests_per_s']:,.0f} req/s, p99 {s['p99_ms']:.2f} ms")
-            return m
+            row = Row(key, key, key, PING_TYPE, 204)
+            return measure_row(wrk, servers[key], row, options, workdir)
 
         results = run_interleaved(list(setups), options.runs, one)
 

@@ -4,9 +4,9 @@ read back from the functions' stores and the broker log.
 
 Scaled down from the default 10,000 orders and 20 kills to 500 orders and 3 kills per log
 (1,000 orders in all, as issue 12 asks of CI), a few minutes on 2 shared cores; `make chaos`
-runs the full size (docs/reliability.md has its figures). After the sqlite run passes, the checks are run again
-on deliberately damaged copies of its evidence (an email removed, a unit sold twice, an
-unfinished order) and must catch each one.
+runs the full size (docs/reliability.md has its figures). After the sqlite run passes, the
+checks are run again on deliberately damaged copies of its evidence (an email removed, a unit
+sold twice, an unfinished order) and must catch each one.
 """
 
 from __future__ import annotations
