@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from bench._memory import child_pids
 from bench._wrk import BenchError, BenchEvent
 
 __all__ = [
@@ -148,14 +149,6 @@ def post_event(
         conn.close()
 
 
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            kids += [int(x) for x in task.read_text().split()]
-    return kids
-
-
 def process_tree_cpu_s(pid: int) -> float:
     """User + system CPU seconds used so far by ``pid`` and its live descendants."""
     total = 0.0
@@ -169,7 +162,7 @@ def process_tree_cpu_s(pid: int) -> float:
         # Fields after the parenthesised command name; utime and stime are fields 14 and 15.
         fields = stat[stat.rindex(")") + 2 :].split()
         total += (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-        todo += _children(current)
+        todo += child_pids(current)
     return total
 
 
@@ -240,7 +233,7 @@ class Server:
 
     def worker_cpu_s(self) -> dict[int, float]:
         """CPU seconds so far of each child process (a gunicorn master's are its workers)."""
-        return {pid: process_tree_cpu_s(pid) for pid in sorted(set(_children(self.pid)))}
+        return {pid: process_tree_cpu_s(pid) for pid in child_pids(self.pid)}
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM to our PID (gunicorn stops its workers); SIGKILL our group if it hangs."""
