@@ -34,10 +34,8 @@ def test_starting_cascade_imports_no_subcommand() -> None:
 
 
 def test_serve_loads_its_own_command_and_not_the_others() -> None:
-    modules = modules_after(
-        "import click\nfrom cascade.cli import main\n"
-        "main.get_command(click.Context(main), 'serve')"
-    )
+    load_serve = "main.get_command(click.Context(main), 'serve')"
+    modules = modules_after(f"import click\nfrom cascade.cli import main\n{load_serve}")
     assert "cascade.serve" in modules
     assert [m for m in NOT_FOR_SERVE if imported(modules, m)] == []
 
