@@ -31,12 +31,12 @@ class LazyGroup(click.Group):
     """A group whose subcommands live beside the code they drive, imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [*SUBCOMMANDS, *super().list_commands(ctx)]
+        return list(SUBCOMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = SUBCOMMANDS.get(cmd_name)
         if target is None:
-            return super().get_command(ctx, cmd_name)
+            return None  # click answers "No such command" (exit 2)
         module, attribute = target.split(":")
         command = getattr(importlib.import_module(module), attribute)
         if not isinstance(command, click.Command):
