@@ -34,6 +34,7 @@ _CLAIM: Final = (
     " VALUES (?, ?, ?, 0, '{}', ?, ?)"
     " ON CONFLICT DO NOTHING RETURNING event_id"
 )
+_RETURNING: Final = " RETURNING event_id"
 _STORED: Final = (
     "SELECT status, headers, body FROM cascade_dedupe"
     " WHERE function = ? AND source = ? AND event_id = ?"
@@ -69,16 +70,20 @@ class Deduper:
         self._claim, self._stored, self._record = (
             sql.replace("?", placeholder) for sql in (_CLAIM, _STORED, _RECORD)
         )
+        # SQLite's rowcount is exact; psycopg's is not (-1 here), so it fetches RETURNING.
+        self._by_rowcount = dialect == "sqlite"
+        if self._by_rowcount:
+            self._claim = self._claim.removesuffix(_RETURNING)
 
     def claim(
         self, transaction: EventTransaction, source: str, event_id: str
     ) -> StoredReply | None:
         """Own the event (None) or get the reply stored by the delivery that owned it."""
-        claimed = transaction.fetch_one(
-            self._claim, (self.function, source, event_id, b"", time.time())
-        )
-        # RETURNING, not rowcount: drivers disagree on rowcount here (psycopg gives -1).
-        if claimed is not None:
+        parameters = (self.function, source, event_id, b"", time.time())
+        if self._by_rowcount:
+            if transaction.inserted(self._claim, parameters):
+                return None
+        elif transaction.fetch_one(self._claim, parameters) is not None:
             return None
         status, headers, body = transaction.fetch_one(
             self._stored, (self.function, source, event_id)

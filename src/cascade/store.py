@@ -45,6 +45,9 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
+
+from cascade.thread_connections import ThreadConnections
 
 __all__ = ["EventTransaction", "Store", "StoreError", "dedupe_table", "store_refusal"]
 
@@ -145,6 +148,13 @@ class Store:
                 "cascade[postgres] and use postgresql+psycopg://"
             ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Event transactions on a SQLite file keep their thread's connection (see
+        # ThreadConnections); SQLAlchemy gives in-memory SQLite a pool of another kind.
+        self._thread_connections = (
+            ThreadConnections(self.engine)
+            if self.dialect == "sqlite" and isinstance(self.engine.pool, QueuePool)
+            else None
+        )
 
     def create_all(self) -> None:
         """Create the runtime's and the function's tables when missing."""
@@ -183,7 +193,7 @@ class Store:
 
     def event_transaction(self) -> EventTransaction:
         """A transaction for one event on a pooled DBAPI connection (see EventTransaction)."""
-        return EventTransaction(self.engine)
+        return EventTransaction(self.engine, self._thread_connections)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -193,6 +203,8 @@ class Store:
 
     def dispose(self) -> None:
         """Close every pooled connection (call before fork, and at shutdown)."""
+        if self._thread_connections is not None:
+            self._thread_connections.release_all()
         self.engine.dispose()
 
 
@@ -213,14 +225,26 @@ class EventTransaction:
     query on libpq with the parameters as literals quoted by libpq (``cascade/pg_batch.py``).
     psycopg would send its own ``BEGIN`` first, so the connection is in autocommit mode
     while it is checked out (the server is inside our ``BEGIN`` meanwhile)
-    and goes back to the pool as it came, idle and not in autocommit.
+    and goes back to the pool as it came, idle and not in autocommit. On a SQLite file the
+    connection is not given back: the thread keeps it for its next event (ThreadConnections).
     """
 
-    __slots__ = ("_batched", "_begin", "_connection", "_dbapi", "_engine", "_raw", "session")
+    __slots__ = (
+        "_batched",
+        "_begin",
+        "_connection",
+        "_dbapi",
+        "_engine",
+        "_held",
+        "_raw",
+        "session",
+    )
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, held: ThreadConnections | None = None) -> None:
         self._engine = engine
-        self._raw = engine.raw_connection()
+        # A held connection is this thread's for good: close() leaves it checked out.
+        self._held = held is not None
+        self._raw = engine.raw_connection() if held is None else held.acquire()
         dbapi: Any = self._raw.dbapi_connection
         self._dbapi = dbapi
         self._connection: Connection | None = None
@@ -233,12 +257,18 @@ class EventTransaction:
             else:
                 dbapi.execute("BEGIN IMMEDIATE")
         except BaseException:
-            self._raw.close()
+            if not self._held:
+                self._raw.close()
             raise
 
     def fetch_one(self, statement: str, parameters: tuple[Any, ...]) -> Any:
         """Run one statement in DBAPI paramstyle; its first row, or None."""
         return self._execute(statement, parameters, commit=False)
+
+    def inserted(self, statement: str, parameters: tuple[Any, ...]) -> bool:
+        """Run an ``INSERT ... ON CONFLICT DO NOTHING``: did it insert a row? (SQLite only:
+        its rowcount is exact, and one step cheaper than fetching a RETURNING row.)"""
+        return bool(self._execute(statement, parameters, commit=False, rowcount=True))
 
     def fetch_one_and_commit(self, statement: str, parameters: tuple[Any, ...]) -> Any:
         """``fetch_one`` then ``commit``: on PostgreSQL without a Session, one round trip."""
@@ -248,7 +278,9 @@ class EventTransaction:
         self.commit()
         return row
 
-    def _execute(self, statement: str, parameters: tuple[Any, ...], *, commit: bool) -> Any:
+    def _execute(
+        self, statement: str, parameters: tuple[Any, ...], *, commit: bool, rowcount: bool = False
+    ) -> Any:
         begin, self._begin = self._begin, False
         batched = begin or commit
         if batched:
@@ -260,6 +292,8 @@ class EventTransaction:
 
                 return run_batch(self._dbapi, statement, parameters)
             cursor.execute(statement, parameters)
+            if rowcount:
+                return cursor.rowcount == 1
             return cursor.fetchone() if cursor.description else None
         except self._engine.dialect.loaded_dbapi.Error as exc:
             dialect = self._engine.dialect
@@ -305,12 +339,22 @@ class EventTransaction:
             self._raw.invalidate(exc)
 
     def close(self) -> None:
-        """Return the connection to the pool (rolling back anything not committed)."""
+        """Return the connection to the pool, or keep it for this thread's next event;
+        either way with anything not committed rolled back."""
         if self.session is not None:
             self.session.close()
         if self._batched:
             self._leave_autocommit()
-        if self._connection is not None:
+        if self._held:
+            # Kept checked out: no pool reset will roll back, so do it here. The Connection
+            # wrapped around it for a Session is dropped unclosed, as closing it would
+            # return the connection to the pool.
+            if self._raw.is_valid and self._dbapi.in_transaction:
+                try:
+                    self._dbapi.rollback()
+                except Exception as exc:
+                    self._raw.invalidate(exc)
+        elif self._connection is not None:
             self._connection.close()
         else:
             self._raw.close()
@@ -342,7 +386,8 @@ def _pg_idle() -> Any:
 def _engine(url: str, dialect: str, database: str | None) -> Engine:
     if dialect != "sqlite":
         return _server_engine(url)
-    if database and database != ":memory:" and not database.startswith("file:"):
+    plain_file = bool(database) and database != ":memory:" and not str(database).startswith("file:")
+    if database and plain_file:
         try:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -350,6 +395,9 @@ def _engine(url: str, dialect: str, database: str | None) -> Engine:
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        # No cap on connections (each is a file handle): every worker thread keeps one
+        # (ThreadConnections), however many threads CASCADE_THREADS asks for.
+        **({"max_overflow": -1} if plain_file else {}),
     )
 
     @event.listens_for(engine, "connect")
