@@ -5,7 +5,8 @@ accepted (and of what kind); everything else is read back from where the system 
 
 - the order store (``orders``): every accepted order present once, final in the state its kind
   dictates; one that is not final counts as explained when the dead-letter store holds a dead
-  letter of it, else as unresolved;
+  letter of it still waiting for a replay, else as unresolved (a replayed dead letter explains
+  nothing: the replay should have finished the order);
 - the inventory store (``inventory_stock``): seed = available + reserved + sold per SKU,
   nothing left reserved, and sold = the units of the confirmed orders;
 - the payment store (``payment_decisions``) and the broker log's ``payment.authorized``
@@ -127,12 +128,13 @@ def _check_orders(
         for row in rows
     }
     dead = stores.query(
-        "dead-letter", "SELECT order_id, type, error_code, reason, dest FROM dead_letters"
+        "dead-letter",
+        "SELECT order_id, type, error_code, reason, dest, replay_count FROM dead_letters",
     )
-    dead_by_order: dict[str, list[Any]] = defaultdict(list)
+    waiting_by_order: dict[str, list[Any]] = defaultdict(list)
     for row in dead:
-        if row[0]:
-            dead_by_order[row[0]].append(row)
+        if row[0] and row[5] == 0:
+            waiting_by_order[row[0]].append(row)
     explained = 0
     states: Counter[str] = Counter()
     for order_id, spec in accepted.items():
@@ -148,10 +150,12 @@ def _check_orders(
                     f"order {order_id} ({spec.kind}) ended {state}/{reason}, "
                     f"not {want_state}/{want_reason}"
                 )
-        elif dead_by_order.get(order_id):
+        elif waiting_by_order.get(order_id):
             explained += 1  # parked in the dead-letter queue with its reason
         else:
-            verdict.unresolved.append(f"order {order_id} ({spec.kind}) is {state}, no dead letter")
+            verdict.unresolved.append(
+                f"order {order_id} ({spec.kind}) is {state}, no dead letter waiting"
+            )
     for order_id in orders.keys() - accepted.keys():
         verdict.double.append(f"order {order_id} is stored but no client was given it")
     verdict.figures["order_states"] = dict(states)
