@@ -131,10 +131,7 @@ def _check_orders(
         "dead-letter",
         "SELECT order_id, type, error_code, reason, dest, replay_count FROM dead_letters",
     )
-    waiting_by_order: dict[str, list[Any]] = defaultdict(list)
-    for row in dead:
-        if row[0] and row[5] == 0:
-            waiting_by_order[row[0]].append(row)
+    waiting = {row[0] for row in dead if row[0] and row[5] == 0}
     explained = 0
     states: Counter[str] = Counter()
     for order_id, spec in accepted.items():
@@ -150,7 +147,7 @@ def _check_orders(
                     f"order {order_id} ({spec.kind}) ended {state}/{reason}, "
                     f"not {want_state}/{want_reason}"
                 )
-        elif waiting_by_order.get(order_id):
+        elif order_id in waiting:
             explained += 1  # parked in the dead-letter queue with its reason
         else:
             verdict.unresolved.append(

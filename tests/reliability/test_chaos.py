@@ -92,8 +92,8 @@ def test_chaos_on_the_sqlite_log_and_the_checks_catch_damage(tmp_path: Path) -> 
     with sqlite3.connect(data / "dead-letter.sqlite3") as conn:
         replay_counts = list(conn.execute("SELECT order_id, replay_count FROM dead_letters"))
     waiting = {order for order, count in replay_counts if count == 0}
-    replayed = sorted({order for order, count in replay_counts if count > 0} - waiting)
-    stuck_order = next(iter(replayed), None) or next(o for o in accepted if o not in waiting)
+    replayed = {order for order, count in replay_counts if count > 0} - waiting
+    stuck_order = min(replayed, default=None) or next(o for o in accepted if o not in waiting)
     copy, mail = damaged_copy("stuck")
     with sqlite3.connect(copy / "order.sqlite3") as conn:
         conn.execute("UPDATE orders SET state = 'PENDING' WHERE id = ?", (stuck_order,))
