@@ -91,11 +91,12 @@ def test_the_local_broker_builds_exactly_the_rendered_triggers(
     assert broker.delivery.dead_letter_sink == URLS[("default", "dead-letter")] + "/dead-letters"
 
 
-# Variables the chart sets for the pod it runs in; `cascade run` sets its own for this machine
-# (the runner takes a Service's other plain env values from the manifests).
-WHERE_IT_RUNS = {"PORT", "K_SINK", "CASCADE_HOST", "CASCADE_DATA_DIR", "DATABASE_URL"}
+# Variables the chart sets for the pod it runs in and its size; `cascade run` sets its own for
+# this machine (the runner takes a Service's other plain env values from the manifests).
+WHERE_IT_RUNS = {
+    "PORT", "K_SINK", "CASCADE_HOST", "CASCADE_DATA_DIR", "DATABASE_URL", "CASCADE_WORKERS"
+}  # fmt: skip
 SAME_AS_LOCAL_DEFAULTS = {
-    "CASCADE_WORKERS": "2",
     "CASCADE_THREADS": "1",
     "CASCADE_LOG_LEVEL": "INFO",
 }

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from bench._memory import child_pids
 
 from tests.http_call import Answer, call
 
@@ -185,6 +186,12 @@ class ShopRun:
         assert state is not None, "cascade run is not running"
         return str(state["functions"][function]["url"])
 
+    def workers(self, function: str) -> list[int]:
+        """The gunicorn workers of ``function`` (its `cascade serve` master's children)."""
+        state = self.state()
+        assert state is not None, "cascade run is not running"
+        return child_pids(int(state["functions"][function]["pid"]))
+
     @property
     def broker(self) -> str:
         state = self.state()
@@ -227,11 +234,12 @@ class ShopRun:
         self.child_pids = [p for p in self.child_pids if _is_cascade(p)]
 
 
-def running_shop(base: Path, *args: str) -> Iterator[ShopRun]:
-    """For a fixture: the shop started in ``base`` (``args``: more `cascade run` options); a
-    clean stop is asserted, then it is killed."""
+def running_shop(base: Path, *args: str, env: Mapping[str, str] | None = None) -> Iterator[ShopRun]:
+    """For a fixture: the shop started in ``base`` (``args``: more `cascade run` options,
+    ``env``: more environment); a clean stop is asserted, then it is killed."""
     run = ShopRun.in_dir(base)
     run.args = args
+    run.env = {**run.env, **(env or {})}
     try:
         run.start()
         yield run

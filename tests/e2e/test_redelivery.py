@@ -33,7 +33,9 @@ ORDER_CREATED = "com.example.shop.order.created"
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShopRun]:
-    yield from running_shop(tmp_path_factory.mktemp("redelivery"))
+    # Two workers per function, as on a cluster, so concurrent copies meet in two processes
+    # (`cascade run` starts one unless the environment says otherwise).
+    yield from running_shop(tmp_path_factory.mktemp("redelivery"), env={"CASCADE_WORKERS": "2"})
 
 
 def deliveries(shop: ShopRun, trigger: str, event_id: str | None = None, order: str = "") -> int:
@@ -178,6 +180,7 @@ def test_concurrent_copies_of_a_new_order_created_reserve_once(shop: ShopRun) ->
         "placed_at": "2026-01-01T00:00:00Z",
     }
     inventory = shop.url("inventory")
+    assert len(shop.workers("inventory")) == 2  # the environment's CASCADE_WORKERS won
     wait_until(lambda: broker_lag(shop.broker) == 0, 30, "the broker to be idle")
     before = check_stock(inventory)["STICKER"]
 

@@ -105,6 +105,15 @@ def parked_or_final(run: ShopRun, ids: set[str], timeout: float) -> None:
     wait_until(settled, timeout, "orders to be final or dead-lettered", interval=1.0)
 
 
+def test_cascade_run_starts_one_worker_per_function(shop: ShopRun) -> None:
+    state = shop.state()
+    assert state is not None
+    names = sorted(state["functions"])
+    assert names == ["dead-letter", "inventory", "notification", "order", "payment"]
+    # The manifests ask for two (a pod's size); on one machine each function gets one.
+    assert {name: len(shop.workers(name)) for name in names} == dict.fromkeys(names, 1)
+
+
 def test_two_hundred_orders_with_faults_end_final_conserved_and_notified(shop: ShopRun) -> None:
     order_url, payment = shop.url("order"), shop.url("payment")
 

@@ -61,6 +61,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory, forwarded: Collector) -> Iter
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             # Read by cascade run as where to forward spans (its children export to it).
             "OTEL_EXPORTER_OTLP_ENDPOINT": forwarded.url.removesuffix("/v1/traces"),
+            # Two workers per function, as on a cluster: the metrics of both must add up.
+            "CASCADE_WORKERS": "2",
         },
     )
     try:

@@ -356,6 +356,7 @@ def test_the_order_funnel_counts_every_order_once_across_workers(
         found.update({sample["metric"]["state"]: float(sample["value"][1]) for sample in result})
         return found == wanted
 
+    assert len(shop.workers("order")) == 2
     # Both gunicorn workers count into the multiprocess files; one scrape sums them.
     with contextlib.suppress(AssertionError):
         wait_until(counted, 15, "the funnel to match the orders")

@@ -12,9 +12,10 @@
   ``PAYMENT_FAULT_RATE=0.2 cascade run`` works), then ``K_SINK`` for the subject of a
   ``SinkBinding`` (the Broker ingress or Service it points at). Variables that describe where
   a container runs on a cluster are not taken from the manifests (``PORT``, ``K_SINK``,
-  ``CASCADE_HOST``, ``CASCADE_DATA_DIR``, ``DATABASE_URL``, ``OTEL_*``): ``cascade run`` sets
-  those for this machine (``--host``, ``--data-dir``, ``--otlp-endpoint``), so a chart's render
-  runs locally too.
+  ``CASCADE_HOST``, ``CASCADE_DATA_DIR``, ``DATABASE_URL``, ``OTEL_*``), nor is a pod's size
+  (``CASCADE_WORKERS``): ``cascade run`` sets those for this machine (``--host``,
+  ``--data-dir``, ``--otlp-endpoint``, one worker per function), so a chart's render runs
+  locally too.
 
 The manifests are validated by the broker's own loader (:func:`load_topology`) with the planned
 URLs, so a manifest error is reported before any process starts.
@@ -39,9 +40,9 @@ from cascade.runner.identity import function_identity_env
 __all__ = ["FunctionPlan", "PlanError", "RunPlan", "discover_functions", "make_plan"]
 
 SINK_BINDING_API: Final = "sources.knative.dev/v1"
-# Set by cascade run for this machine; a manifest's values describe a cluster.
+# Set by cascade run for this machine; a manifest's values describe a cluster (and a pod's size).
 _CLUSTER_ONLY_ENV: Final = frozenset(
-    {"PORT", "K_SINK", "CASCADE_HOST", "CASCADE_DATA_DIR", "DATABASE_URL"}
+    {"PORT", "K_SINK", "CASCADE_HOST", "CASCADE_DATA_DIR", "DATABASE_URL", "CASCADE_WORKERS"}
 )
 
 

@@ -160,6 +160,9 @@ class Runner:
         base_env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         # The local walkthrough uses the operator routes (PUT /faults, the DLQ's write API).
         base_env.setdefault("CASCADE_ADMIN_ROUTES", "true")
+        # All functions share this machine: one gunicorn worker each gave the chain more orders/s
+        # for less CPU than two (docs/benchmarks.md, "One worker per function").
+        base_env.setdefault("CASCADE_WORKERS", "1")
         # Every process exports its spans to our receiver (bound now, served once the children
         # are started: no thread may run while they are forked), which keeps them for
         # `cascade trace` and forwards them to --otlp-endpoint when given.

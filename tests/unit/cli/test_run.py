@@ -53,7 +53,6 @@ def test_plan_of_the_shop() -> None:
     assert by_name["payment"].env == {
         "CASCADE_LOG_LEVEL": "INFO",
         "CASCADE_THREADS": "1",
-        "CASCADE_WORKERS": "2",
         "PAYMENT_FAULT_RATE": "0.25",
         "PAYMENT_FAULT_MODE": "error",
         "PAYMENT_HANG_SECONDS": "5",
@@ -227,6 +226,7 @@ spec:
             - {name: DATABASE_URL, value: "postgresql://db.cluster/shop"}
             - {name: OTEL_EXPORTER_OTLP_ENDPOINT, value: "http://collector.cluster:4318"}
             - {name: PORT, value: "8080"}
+            - {name: CASCADE_WORKERS, value: "4"}
             - {name: FROM_SECRET, valueFrom: {secretKeyRef: {name: s, key: k}}}
             - {name: SHOP_SETTING, value: "7"}
 """
