@@ -148,6 +148,11 @@ class Store:
                 "cascade[postgres] and use postgresql+psycopg://"
             ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # On SQLite a reading route's transaction is a plain (deferred) BEGIN: under WAL it
+        # reads the last commit and never queues behind a writer for the write lock.
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
         # Event transactions on a SQLite file keep their thread's connection (see
         # ThreadConnections); SQLAlchemy gives in-memory SQLite a pool of another kind.
         self._thread_connections = (
@@ -190,6 +195,12 @@ class Store:
     def session(self) -> Session:
         """A new Session; the caller owns its transaction."""
         return self._sessions()
+
+    def read_session(self) -> Session:
+        """A new Session for reading (GET and HEAD routes). On SQLite its transaction does not
+        take the write lock, so it never waits behind a writer; a write in it may then fail
+        with "database is locked" instead of waiting."""
+        return self._read_sessions()
 
     def event_transaction(self) -> EventTransaction:
         """A transaction for one event on a pooled DBAPI connection (see EventTransaction)."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import abort
@@ -91,3 +94,34 @@ def test_route_errors_are_problem_documents(client: FunctionClient) -> None:
     assert response.content_type == "application/problem+json"
     assert "item" in response.get_json()["detail"]
     assert client.request("DELETE", "/orders").status == 405
+
+
+def test_a_reading_route_does_not_wait_behind_a_writer(client: FunctionClient) -> None:
+    """GET routes read in a deferred transaction: while another connection holds SQLite's
+    write lock with an uncommitted row, GET answers from the last commit instead of queuing
+    for the lock (up to the 30 s busy timeout); a POST still waits for it."""
+    assert client.http.post("/orders", json={"item": "book"}).status_code == 201
+    writer = sqlite3.connect(client.runtime.store.engine.url.database or "", timeout=30)
+    writer.isolation_level = None
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO routes_orders (item) VALUES ('not committed')")
+    answers: dict[str, Any] = {}
+
+    def ask(method: str, path: str, **kwargs: Any) -> None:
+        answers[method] = client.http.open(path, method=method, **kwargs)
+
+    reader = threading.Thread(target=ask, args=("GET", "/orders/count"))
+    poster = threading.Thread(target=ask, args=("POST", "/orders"), kwargs={"json": {"item": "x"}})
+    try:
+        reader.start()
+        poster.start()
+        reader.join(timeout=20)
+        assert not reader.is_alive(), "GET waited for the write lock"
+        assert answers["GET"].get_json() == {"count": 1}
+        assert poster.is_alive(), "POST did not wait for the write lock"
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+        poster.join(timeout=30)
+    assert answers["POST"].status_code == 201
+    assert client.get("/orders/count").body == b'{"count":2}\n'
