@@ -551,7 +551,8 @@ class NatsLog(BrokerLog):
                 batch = await subscription.fetch(
                     min(len(missing), _ACK_CHUNK), timeout=min(remaining, 1.0)
                 )
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats.errors.TimeoutError, or asyncio's own when nats-py
+                # spent the whole timeout on its no-wait probe (a busy machine)
                 continue  # a message left unacked by a crash is redelivered after _ACK_WAIT
             for message in batch:
                 found = _header_offset(message.headers)

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -179,6 +180,38 @@ def test_commit_after_a_crash_mid_commit_acks_the_leftovers(nats_url: str, strea
         assert log.committed("g", 0) == 5
         log.commit("g", {0: 6})
         assert log.committed("g", 0) == 6
+    finally:
+        log.close()
+
+
+def test_a_commit_fetches_again_when_a_fetch_times_out_on_its_probe(
+    nats_url: str, stream: str
+) -> None:
+    """nats-py's fetch raises asyncio's own TimeoutError, not nats.errors.TimeoutError, when
+    its no-wait probe used up the timeout (a busy machine): the commit fetches again. Before
+    the fix the commit failed with a LogError (1 run in 3 of this file under CPU load)."""
+    log = NatsLog(nats_url, stream, stream, 1)
+    try:
+        log.append_many([(order(f"e{i}"), None) for i in range(6)])
+        log.commit("g", {0: 1})
+        log.commit("g", {0: 2})  # binds the commit's pull subscription
+        consumer = log._consumer("g", 0)
+        real = log._pull_subscriptions[consumer]
+
+        class FirstFetchTimesOut:
+            calls = 0
+
+            async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+                self.calls += 1
+                if self.calls == 1:
+                    raise TimeoutError
+                return await real.fetch(*args, **kwargs)
+
+        fake = FirstFetchTimesOut()
+        log._pull_subscriptions[consumer] = fake  # type: ignore[assignment]
+        log.commit("g", {0: 5})
+        assert log.committed("g", 0) == 5
+        assert fake.calls >= 2
     finally:
         log.close()
 
