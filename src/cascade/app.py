@@ -66,8 +66,8 @@ class _EnvironGetter(Getter[Mapping[str, Any]]):
 
 
 _GETTER: Final = _EnvironGetter()
-# Routes answering these read (HTTP says they change nothing): their store session reads.
-_SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+# HTTP says these change nothing: a route answering one gets a reading store session.
+_READING_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Runtime:
@@ -396,7 +396,9 @@ def _add_user_route(app: Flask, runtime: Runtime, route: Route) -> None:
                 request,
                 function=runtime.function.name,
                 logger=logger,
-                open_session=store.read_session if request.method in _SAFE else store.session,
+                open_session=store.read_session
+                if request.method in _READING_METHODS
+                else store.session,
                 publisher=runtime.publisher,
                 outbox=runtime.outbox,
             )

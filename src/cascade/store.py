@@ -197,9 +197,9 @@ class Store:
         return self._sessions()
 
     def read_session(self) -> Session:
-        """A new Session for reading (GET and HEAD routes). On SQLite its transaction does not
-        take the write lock, so it never waits behind a writer; a write in it may then fail
-        with "database is locked" instead of waiting."""
+        """A new Session for reading (GET, HEAD and OPTIONS routes). On SQLite its transaction
+        does not take the write lock, so it never waits behind a writer; a write in it may then
+        fail with "database is locked" instead of waiting."""
         return self._read_sessions()
 
     def event_transaction(self) -> EventTransaction:

@@ -181,28 +181,26 @@ class ShopRun:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log else ""
 
-    def url(self, function: str) -> str:
+    def running_state(self) -> dict[str, Any]:
+        """run.json of the running `cascade run` (fails the test when it is not running)."""
         state = self.state()
         assert state is not None, "cascade run is not running"
-        return str(state["functions"][function]["url"])
+        return state
+
+    def url(self, function: str) -> str:
+        return str(self.running_state()["functions"][function]["url"])
 
     def workers(self, function: str) -> list[int]:
         """The gunicorn workers of ``function`` (its `cascade serve` master's children)."""
-        state = self.state()
-        assert state is not None, "cascade run is not running"
-        return child_pids(int(state["functions"][function]["pid"]))
+        return child_pids(int(self.running_state()["functions"][function]["pid"]))
 
     @property
     def broker(self) -> str:
-        state = self.state()
-        assert state is not None, "cascade run is not running"
-        return str(state["broker"]["url"])
+        return str(self.running_state()["broker"]["url"])
 
     @property
     def ingress(self) -> str:
-        state = self.state()
-        assert state is not None, "cascade run is not running"
-        return str(next(iter(state["broker"]["ingress"].values())))
+        return str(next(iter(self.running_state()["broker"]["ingress"].values())))
 
     def stop(self, signum: int = signal.SIGINT, timeout: float = 120.0) -> int:
         """Signal ``cascade run`` itself (as Ctrl-C would) and wait for it to exit."""

@@ -106,9 +106,7 @@ def parked_or_final(run: ShopRun, ids: set[str], timeout: float) -> None:
 
 
 def test_cascade_run_starts_one_worker_per_function(shop: ShopRun) -> None:
-    state = shop.state()
-    assert state is not None
-    names = sorted(state["functions"])
+    names = sorted(shop.running_state()["functions"])
     assert names == ["dead-letter", "inventory", "notification", "order", "payment"]
     # The manifests ask for two (a pod's size); on one machine each function gets one.
     assert {name: len(shop.workers(name)) for name in names} == dict.fromkeys(names, 1)

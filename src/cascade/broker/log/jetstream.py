@@ -551,9 +551,11 @@ class NatsLog(BrokerLog):
                 batch = await subscription.fetch(
                     min(len(missing), _ACK_CHUNK), timeout=min(remaining, 1.0)
                 )
-            except TimeoutError:  # nats.errors.TimeoutError, or asyncio's own when nats-py
-                # spent the whole timeout on its no-wait probe (a busy machine)
-                continue  # a message left unacked by a crash is redelivered after _ACK_WAIT
+            except TimeoutError:
+                # nats.errors.TimeoutError, or asyncio's own when nats-py spent the timeout on
+                # its no-wait probe (a busy machine). A message left unacked by a crash is
+                # redelivered after _ACK_WAIT: fetch again.
+                continue
             for message in batch:
                 found = _header_offset(message.headers)
                 if found in missing:
