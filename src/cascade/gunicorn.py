@@ -30,6 +30,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 from cascade.app import create_app, runtime_of
 from cascade.function import Function
 from cascade.settings import Settings
+from cascade.startup_objects import freeze_startup_objects
 from cascade.telemetry.logging import JsonFormatter
 from cascade.telemetry.metrics import mark_process_dead
 from cascade.telemetry.tracing import setup_tracing
@@ -117,6 +118,7 @@ def _post_worker_init(worker: Any) -> None:
             previous(signum, frame)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    freeze_startup_objects()  # the app is built: what exists now lives as long as the worker
 
 
 def _worker_exit(_server: Any, worker: Any) -> None:

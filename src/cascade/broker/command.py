@@ -24,6 +24,7 @@ from cascade.broker.settings import (
 )
 from cascade.broker.topology import ManifestError, Topology, load_topology
 from cascade.broker.topology.service_urls import ServiceUrlError, parse_service_urls
+from cascade.startup_objects import freeze_startup_objects
 from cascade.telemetry.tracing import setup_tracing
 
 __all__ = ["broker"]
@@ -206,6 +207,8 @@ async def _serve(topology: Topology, settings: BrokerSettings) -> int:
         logger.info("loop guard on: replies beyond %d hops are dropped", settings.max_hops)
     if server.identity is not None:
         click.echo(f"sender identity on: issuer {server.identity.issuer.url}")
+    frozen = freeze_startup_objects()
+    logger.debug("%d start-up objects moved out of the collector's full passes", frozen)
     click.echo(f"cascade broker ready on http://{settings.host}:{server.port}")
 
     stop = asyncio.Event()

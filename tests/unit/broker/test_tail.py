@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 from cascade.broker.event import Record, StoredEvent
-from cascade.broker.log.tail import TailCache
+from cascade.broker.http.event import event_size
+from cascade.broker.log.tail import RECORD_OVERHEAD_BYTES, TailCache
 
 
 def record(partition: int, offset: int, size: int = 10) -> Record:
@@ -41,6 +44,43 @@ def test_memory_is_bounded() -> None:
     held = tail.read(0, 99, 1)
     assert held is not None
     assert held[0].offset == 99
+
+
+def test_the_bound_counts_each_records_memory_not_only_its_bytes() -> None:
+    # Tiny events: their bytes alone would let all 100 in.
+    tail = TailCache(1, max_bytes=10 * (RECORD_OVERHEAD_BYTES + 20))
+    tail.add([record(0, n, size=1) for n in range(100)])
+    assert tail.read(0, 89, 1) is None
+    assert [r.offset for r in tail.read(0, 99, 10) or []] == [99]
+
+
+def test_the_overhead_estimate_is_what_a_typical_record_holds() -> None:
+    attributes = {
+        "specversion": "1.0",
+        "type": "com.example.order.created",
+        "source": "/orders",
+        "datacontenttype": "application/json",
+        "time": "2026-12-06T03:00:00Z",
+    }
+    headers = {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}
+    body = b'{"order_id": "o-1", "items": [{"sku": "sku-1", "quantity": 2}]}' * 3
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        held = [
+            Record(
+                0,
+                n,
+                StoredEvent({**attributes, "id": f"event-{n:08d}"}, bytes(body)),
+                dict(headers),
+            )
+            for n in range(2000)
+        ]
+        per_record = (tracemalloc.get_traced_memory()[0] - start) / len(held)
+    finally:
+        tracemalloc.stop()
+    estimate = event_size(held[0].event) + RECORD_OVERHEAD_BYTES
+    assert 0.5 < per_record / estimate < 2, (per_record, estimate)
 
 
 def test_caught_up_only_just_past_the_newest_record_held() -> None:
