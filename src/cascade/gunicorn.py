@@ -7,7 +7,8 @@
 - The master imports the function, creates its tables and prepares multiprocess metrics, then
   forks; it never starts tracing (the BatchSpanProcessor thread would not survive ``fork``)
   and disposes its database engine before forking.
-- Each worker starts tracing in ``post_fork`` and builds the app with :func:`create_app`.
+- Each worker starts tracing in ``post_fork`` and builds the app with :func:`create_app`;
+  ``post_worker_init`` then freezes start-up's objects out of the collector's full passes.
 - ``SIGTERM`` (Knative, Kubernetes, Ctrl-C via the master) marks the app as draining:
   readiness answers 503, new events get 503, in-flight requests finish within
   ``graceful_timeout``; then the process exits 0.
