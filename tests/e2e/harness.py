@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from bench._memory import child_pids
+from bench._memory import child_pids as children_of
 
 from tests.http_call import Answer, call
 
@@ -192,7 +192,7 @@ class ShopRun:
 
     def workers(self, function: str) -> list[int]:
         """The gunicorn workers of ``function`` (its `cascade serve` master's children)."""
-        return child_pids(int(self.running_state()["functions"][function]["pid"]))
+        return children_of(int(self.running_state()["functions"][function]["pid"]))
 
     @property
     def broker(self) -> str:
